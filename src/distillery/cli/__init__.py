@@ -1,0 +1,48 @@
+"""`distillery ...`: a thin click CLI over the library.
+
+Each module of this package contributes its commands through a module-level COMMANDS list,
+so a stage adds its commands by adding a module. Heavy imports (torch, transformers) happen
+inside the commands, keeping `distillery --help` fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+
+import click
+
+
+class UserError(click.ClickException):
+    """Shown as one readable line, exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class DistilleryGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (ValueError, FileNotFoundError, PermissionError, RuntimeError, KeyError) as e:
+            if isinstance(e, click.ClickException):
+                raise
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise UserError(str(msg).splitlines()[0] if str(msg) else type(e).__name__) from e
+
+
+@click.group(cls=DistilleryGroup)
+@click.option("-v", "--verbose", count=True, help="-v info, -vv debug logging")
+@click.version_option(package_name="distillery")
+def main(verbose: int) -> None:
+    """distillery: LLM distillation through an API, and catching it."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+for _mod in pkgutil.iter_modules(__path__):
+    for _cmd in importlib.import_module(f"{__name__}.{_mod.name}").COMMANDS:
+        main.add_command(_cmd)

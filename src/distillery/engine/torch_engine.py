@@ -1,0 +1,282 @@
+"""Batched generation with a Hugging Face causal LM and a KV cache, in plain torch.
+
+Many requests (and the n choices of each) decode together in one left-padded batch. Each row
+keeps its own sampling parameters, its own seeded generator (so a seeded output does not
+depend on what else is in the batch), its own stop strings and length; finished rows are
+dropped from the batch and the cache. Logits processors use transformers' signature, so the
+watermark (and transformers' own processors) plug in unchanged.
+
+Per step, for the rows still running:
+  logits (b, V) -> repetition penalty -> logits processors -> [greedy: argmax]
+                -> / temperature -> top-p mask -> sample (row generator, or a TokenSampler)
+The reported logprobs are of that final distribution: what was actually sampled from
+(for greedy rows, the processed logits at temperature 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from distillery.engine.params import (
+    Choice,
+    GenerationRequest,
+    GenerationResult,
+    SamplingParams,
+    StreamDelta,
+    TokenLogprob,
+)
+from distillery.models.loader import LoadedModel, load
+
+log = logging.getLogger(__name__)
+
+
+def end_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> set[int]:
+    """Every id that ends a turn: the tokenizer's eos, the generation config's, <|im_end|> etc."""
+    ids = {tokenizer.eos_token_id}
+    eos = model.generation_config.eos_token_id
+    ids.update(eos if isinstance(eos, list) else [eos])
+    for tok in ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<eos>"):
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return {i for i in ids if i is not None}
+
+
+@dataclass
+class _Row:
+    """One choice being decoded."""
+
+    request_index: int
+    choice_index: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    generator: torch.Generator
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0  # characters of text already streamed
+    finish_reason: str | None = None
+
+
+def _holdback(text: str, stops: list[str]) -> int:
+    """Characters at the end of text to hold back: a suffix that may begin a stop string."""
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), hold, -1):
+            if text.endswith(s[:k]):
+                hold = k
+                break
+    return hold
+
+
+def _top_p_mask(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Nucleus sampling (Holtzman et al. 2019): keep the smallest set with mass >= top_p.
+
+    logits: (b, V), top_p: (b, 1). Returns logits with the tail set to -inf.
+    """
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cum = sorted_logits.softmax(-1).cumsum(-1)
+    drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p  # mass before this token
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+class TorchEngine:
+    """The in-process engine (CPU or one GPU)."""
+
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 64):
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.model_name = loaded.spec.name
+        self.max_batch_size = max_batch_size
+        self.end_ids = end_token_ids(self.tokenizer, self.model)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.device = self.model.device
+        self.max_context = getattr(self.model.config, "max_position_embeddings", 8192)
+
+    @classmethod
+    def from_name(cls, name: str, dtype: str | torch.dtype = torch.float32, **kw) -> TorchEngine:
+        return cls(load(name, dtype=dtype), **kw)
+
+    def encode(self, prompt: str | list[int]) -> list[int]:
+        return list(prompt) if isinstance(prompt, list) else self.tokenizer.encode(prompt)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_delta: Callable[[StreamDelta], None] | None = None,
+    ) -> list[GenerationResult]:
+        rows: list[_Row] = []
+        prompt_lens = []
+        for ri, req in enumerate(requests):
+            ids = self.encode(req.prompt)
+            if not ids:
+                raise ValueError(f"request {ri}: the prompt encodes to no tokens")
+            if len(ids) + req.params.max_tokens > self.max_context:
+                raise ValueError(
+                    f"request {ri}: prompt ({len(ids)} tokens) + max_tokens "
+                    f"({req.params.max_tokens}) exceeds the model's context of {self.max_context}"
+                )
+            prompt_lens.append(len(ids))
+            for c in range(req.params.n):
+                seed = req.params.seed + c if req.params.seed is not None else secrets.randbits(63)
+                gen = torch.Generator(device=self.device).manual_seed(seed)
+                rows.append(_Row(ri, c, ids, req.params, gen))
+        for start in range(0, len(rows), self.max_batch_size):
+            self._decode(rows[start : start + self.max_batch_size], on_delta)
+        results = [GenerationResult(prompt_tokens=n, choices=[]) for n in prompt_lens]
+        for r in rows:
+            results[r.request_index].choices.append(
+                Choice(
+                    index=r.choice_index,
+                    text=r.text,
+                    token_ids=r.ids,
+                    finish_reason=r.finish_reason,
+                    logprobs=r.logprobs if r.params.logprobs else None,
+                )
+            )
+        return results
+
+    def _decode(self, rows: list[_Row], on_delta: Callable[[StreamDelta], None] | None) -> None:
+        B, L = len(rows), max(len(r.prompt_ids) for r in rows)
+        dev = self.device
+        seqs = torch.full((B, L), self.pad_id, dtype=torch.long, device=dev)  # left-padded
+        attn = torch.zeros((B, L), dtype=torch.long, device=dev)
+        for i, r in enumerate(rows):
+            seqs[i, L - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids, device=dev)
+            attn[i, L - len(r.prompt_ids) :] = 1
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(input_ids=seqs, attention_mask=attn, position_ids=pos,
+                         cache=cache, use_cache=True)
+        logits = out.logits[:, -1, :].float()  # (B, V)
+        seen = None  # (B, V) ids already in each row, for the repetition penalty
+        if any(r.params.repetition_penalty != 1 for r in rows):
+            seen = torch.zeros_like(logits, dtype=torch.bool)
+            for i, r in enumerate(rows):
+                seen[i, torch.tensor(r.prompt_ids, device=dev)] = True
+        active = rows
+        while True:
+            tokens = self._pick(active, seqs, logits, seen)  # (b,)
+            keep = []
+            for i, r in enumerate(active):
+                self._advance(r, int(tokens[i]), on_delta)
+                if r.finish_reason is None:
+                    keep.append(i)
+            if not keep:
+                return
+            if len(keep) < len(active):
+                idx = torch.tensor(keep, device=dev)
+                for layer in cache.layers:
+                    layer.batch_select_indices(idx)
+                active = [active[i] for i in keep]
+                seqs, attn, tokens = seqs[idx], attn[idx], tokens[idx]
+                if seen is not None:
+                    seen = seen[idx]
+            seqs = torch.cat([seqs, tokens[:, None]], dim=1)
+            attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
+            if seen is not None:
+                seen.scatter_(1, tokens[:, None], True)
+            pos = attn.sum(-1, keepdim=True) - 1
+            out = self.model(input_ids=tokens[:, None], attention_mask=attn, position_ids=pos,
+                             cache=cache, use_cache=True)
+            logits = out.logits[:, -1, :].float()
+
+    def _pick(
+        self, rows: list[_Row], seqs: torch.Tensor, logits: torch.Tensor, seen: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Next token of each row; records logprobs where asked. seqs (b, T), logits (b, V)."""
+        if seen is not None:
+            pen = torch.tensor([r.params.repetition_penalty for r in rows], device=logits.device)
+            pen = pen[:, None]
+            penalised = torch.where(logits > 0, logits / pen, logits * pen)
+            logits = torch.where(seen, penalised, logits)
+        groups: dict[int, tuple[object, list[int]]] = {}
+        for i, r in enumerate(rows):
+            for p in r.params.logits_processors:
+                groups.setdefault(id(p), (p, []))[1].append(i)
+        for proc, idx in groups.values():
+            if len(idx) == len(rows):
+                logits = proc(seqs, logits)
+            else:
+                ix = torch.tensor(idx, device=logits.device)
+                logits = logits.clone()
+                logits[ix] = proc(seqs[ix], logits[ix])
+        temp = torch.tensor([r.params.temperature or 1.0 for r in rows], device=logits.device)
+        final = logits / temp[:, None]
+        top_p = torch.tensor([r.params.top_p for r in rows], device=logits.device)
+        needs_top_p = [not r.params.greedy and r.params.top_p < 1 for r in rows]
+        if any(needs_top_p):
+            masked = _top_p_mask(final, top_p[:, None])
+            keep_mask = torch.tensor(needs_top_p, device=logits.device)[:, None]
+            final = torch.where(keep_mask, masked, final)
+        tokens = final.argmax(-1)
+        samplers: dict[int, tuple[object, list[int]]] = {}
+        for i, r in enumerate(rows):
+            if r.params.greedy:
+                continue
+            if r.params.sampler is not None:
+                samplers.setdefault(id(r.params.sampler), (r.params.sampler, []))[1].append(i)
+            else:
+                probs = final[i].softmax(-1)
+                tokens[i] = torch.multinomial(probs, 1, generator=r.generator)[0]
+        for sampler, idx in samplers.values():
+            ix = torch.tensor(idx, device=logits.device)
+            tokens[ix] = sampler(seqs[ix], final[ix])
+        want = [i for i, r in enumerate(rows) if r.params.logprobs]
+        if want:
+            ix = torch.tensor(want, device=logits.device)
+            lp = final[ix].log_softmax(-1)  # (w, V)
+            chosen = lp.gather(1, tokens[ix][:, None])[:, 0].tolist()
+            k = max(rows[i].params.top_logprobs for i in want)
+            top_v, top_i = lp.topk(k, dim=-1) if k else (None, None)
+            for j, i in enumerate(want):
+                r, tid = rows[i], int(tokens[i])
+                kk = r.params.top_logprobs
+                top = ()
+                if kk:
+                    top = tuple(
+                        (t, self.tokenizer.decode([t]), v)
+                        for t, v in zip(top_i[j, :kk].tolist(), top_v[j, :kk].tolist(), strict=True)
+                    )
+                r.logprobs.append(TokenLogprob(tid, self.tokenizer.decode([tid]), chosen[j], top))
+        return tokens
+
+    def _advance(
+        self, r: _Row, token: int, on_delta: Callable[[StreamDelta], None] | None
+    ) -> None:
+        """Append a token to a row; decide whether it finished; stream the text now safe."""
+        r.ids.append(token)
+        stops = r.params.stop
+        if token in self.end_ids:
+            r.finish_reason = "stop"
+        else:
+            prev = len(r.text)
+            r.text = self.tokenizer.decode(r.ids, skip_special_tokens=True)
+            if stops:
+                start = max(0, prev - max(len(s) for s in stops))
+                hits = [p for s in stops if (p := r.text.find(s, start)) >= 0]
+                if hits:
+                    r.text = r.text[: min(hits)]
+                    r.finish_reason = "stop"
+        if r.finish_reason is None and len(r.ids) >= r.params.max_tokens:
+            r.finish_reason = "length"
+        if on_delta is None:
+            return
+        if r.finish_reason is None:
+            safe = len(r.text) - _holdback(r.text, stops)
+            if r.text[:safe].endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for more
+                safe = r.text.rfind("\ufffd", r.emitted)
+        else:
+            safe = len(r.text)
+        delta = r.text[r.emitted : max(safe, r.emitted)]
+        r.emitted = max(safe, r.emitted)
+        tok = r.logprobs[-1] if r.params.logprobs else None
+        on_delta(StreamDelta(r.request_index, r.choice_index, delta, tok, r.finish_reason))
