@@ -1,0 +1,110 @@
+"""The harvested dataset: append-only JSONL keyed by prompt hash, resumable, hashable.
+
+Row: {prompt_hash, prompt, messages, response, finish_reason, logprobs, model, endpoint,
+key_index, usage, created_at, strategy, category}. `logprobs` is null or a list, one entry per
+answer token: {"token", "logprob", "top": [{"token", "logprob"}, ...]}.
+
+Crash safety: each completed row is one write of one line followed by fsync, so a killed run
+loses at most the row being written. On open, a torn last line (no trailing newline) is cut
+off, and the hashes already present are skipped by the harvester: resume with no loss and no
+duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+FIELDS = ("prompt_hash", "prompt", "messages", "response", "finish_reason", "logprobs",
+          "model", "endpoint", "key_index", "usage", "created_at", "strategy", "category")
+
+
+def canonical_line(row: dict) -> str:
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    return list(iter_rows(path))
+
+
+def iter_rows(path: str | Path) -> Iterator[dict]:
+    """Complete rows only (a torn last line from a killed writer is ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset at {path}: run `distillery harvest` first")
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                return
+            if line.strip():
+                yield json.loads(line)
+
+
+def dataset_sha256(path: str | Path) -> str:
+    """sha256 of the rows in canonical order (sorted by prompt hash, canonical JSON lines).
+
+    Independent of completion order (concurrent harvesting and resumption interleave rows),
+    so two copies of one dataset hash alike however they were written.
+    """
+    rows = sorted(read_rows(path), key=lambda r: r["prompt_hash"])
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(canonical_line(r).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+class DatasetWriter:
+    """Append-only writer; `done` holds the prompt hashes already harvested."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        self.done: set[str] = set()
+        if self.path.exists():
+            self.done = {r["prompt_hash"] for r in iter_rows(self.path)}
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line (a run killed mid-write) so appends start on a fresh line."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, row: dict) -> bool:
+        """Write one row durably; False (nothing written) if its prompt is already there."""
+        if row["prompt_hash"] in self.done:
+            return False
+        self._f.write(canonical_line(row) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.done.add(row["prompt_hash"])
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def to_parquet(jsonl: str | Path, out: str | Path) -> Path:
+    """The same rows as Parquet (through 🤗 datasets, so `load_dataset` reads either)."""
+    from datasets import Dataset
+
+    rows = read_rows(jsonl)
+    for r in rows:  # one schema for rows with and without logprobs
+        r.setdefault("logprobs", None)
+    Dataset.from_list(rows).to_parquet(str(out))
+    return Path(out)
