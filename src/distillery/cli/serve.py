@@ -1,0 +1,46 @@
+"""`distillery serve`"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file of ServeConfig settings (flags override it)")
+@click.option("--model", default=None, help="registered name, local HF directory, or 'fake' "
+              "[default: smollm2-135m-instruct]")
+@click.option("--watermark", type=click.Choice(["kgw", "gumbel", "none"]), default=None,
+              help="mark every response with its account's key [default: kgw]")
+@click.option("--watermark-key", default=None, help="key ring file [default: "
+              "$DISTILLERY_WATERMARK_KEY or $DISTILLERY_HOME/watermark.key]")
+@click.option("--database", default=None, help="SQLAlchemy URL [default: SQLite at "
+              "$DISTILLERY_HOME/distillery.db]")
+@click.option("--redis", "redis_url", default=None, help="Redis URL: rate limits shared "
+              "across gateway processes")
+@click.option("--host", default=None, help="[default: 127.0.0.1]")
+@click.option("--port", default=None, type=int, help="[default: 8000]")
+@click.option("--max-batch-size", default=None, type=int)
+@click.option("--max-queue", default=None, type=int)
+@click.option("--no-batching", is_flag=True, default=False, help="one request per engine call")
+@click.option("--hashes-only", is_flag=True, default=False,
+              help="usage rows keep sha256 of prompts and responses, not the text")
+@click.option("--rpm", "rpm_limit", default=None, type=int, help="default requests/min per key")
+@click.option("--tpm", "tpm_limit", default=None, type=int, help="default tokens/min per key")
+def serve(config_file, model, watermark, watermark_key, database, redis_url, host, port,
+          max_batch_size, max_queue, no_batching, hashes_only, rpm_limit, tpm_limit) -> None:
+    """Serve the teacher through an OpenAI-compatible API (Ctrl-C or SIGTERM to stop;
+    in-flight requests finish and every usage row is written)."""
+    from distillery.gateway import ServeConfig
+    from distillery.gateway import serve as run
+
+    config = ServeConfig.from_toml(
+        config_file, model=model, watermark=watermark, watermark_key=watermark_key,
+        database=database, redis_url=redis_url, host=host, port=port,
+        max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
+        store_text=False if hashes_only else None)
+    run(config)
+
+
+COMMANDS = [serve]

@@ -1,0 +1,147 @@
+"""The FastAPI app: the Gateway's parts built in the lifespan, routes, handlers, middleware.
+
+Start-up: migrate the database, start the usage writer, load the engine (or take the one
+given), start the batcher, load the watermark key ring. Shut-down (after uvicorn has let
+in-flight responses finish): stop the batcher, then write every queued usage row.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from distillery.gateway.config import ServeConfig
+from distillery.gateway.errors import install_handlers
+from distillery.gateway.metrics import GatewayMetrics
+from distillery.gateway.middleware import GatewayMiddleware
+from distillery.gateway.ratelimit import Limits, make_rate_limiter
+from distillery.store.accounts import KeyIdentity
+
+log = logging.getLogger(__name__)
+
+
+def load_engine(config: ServeConfig):
+    if config.model == "fake":
+        from distillery.gateway.fake import FakeEngine
+
+        return FakeEngine(tokens=config.fake_tokens)
+    from distillery.engine import TorchEngine
+
+    return TorchEngine.from_name(config.model, dtype=config.dtype,
+                                 max_batch_size=max(64, config.max_batch_size))
+
+
+def load_watermark(config: ServeConfig):
+    """The key ring, or None for --watermark none."""
+    if config.watermark == "none":
+        return None
+    try:
+        from distillery.watermark import KeyRing
+    except ImportError as e:
+        raise ValueError(f"--watermark {config.watermark} needs distillery.watermark, which "
+                         f"is not available ({e}); serve with --watermark none") from None
+    return KeyRing.load(config.watermark_key)
+
+
+class Gateway:
+    """Everything a request needs, owned by one app."""
+
+    def __init__(self, config: ServeConfig, engine=None):
+        self.config = config
+        self.engine = engine
+        self.metrics = GatewayMetrics()
+        self.db = self.usage = self.batcher = self.auth = self.limiter = self.ring = None
+        self._schemes: dict[str, object] = {}
+        from distillery.gateway.service import GatewayService
+
+        self.service = GatewayService(self)
+
+    def start(self) -> None:
+        from distillery import store
+        from distillery.gateway.auth import Authenticator
+        from distillery.gateway.batcher import Batcher
+
+        cfg = self.config
+        self.ring = load_watermark(cfg)  # fail fast, before the slow model load
+        store.migrate(cfg.database)
+        self.db = store.make_engine(cfg.database)
+        self.usage = store.UsageWriter(self.db, cfg.usage_batch_size, cfg.usage_interval_s)
+        self.auth = Authenticator(self.db, cfg.auth_cache_ttl_s)
+        self.limiter = make_rate_limiter(cfg.redis_url, cfg.redis_prefix)
+        if self.engine is None:
+            self.engine = load_engine(cfg)
+        self.batcher = Batcher(self.engine, cfg.max_batch_size if cfg.dynamic_batching else 1,
+                               cfg.max_queue, cfg.batch_wait_ms,
+                               on_batch=self.metrics.batch_size.observe)
+        log.info("serving %s (watermark %s, database %s)", self.engine.model_name,
+                 cfg.watermark, self.db.url.render_as_string(hide_password=True))
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.usage is not None:
+            self.usage.close()
+            log.info("usage writer closed: %d rows written", self.usage.written)
+        if self.limiter is not None:
+            await self.limiter.close()
+        if self.db is not None:
+            self.db.dispose()
+
+    def limits_for(self, ident: KeyIdentity) -> Limits:
+        rpm = ident.rpm_limit or self.config.rpm_limit
+        tpm = ident.tpm_limit or self.config.tpm_limit
+        if ident.status == "throttled":
+            f = self.config.throttled_factor
+            rpm, tpm = max(1, int(rpm * f)), max(1, int(tpm * f))
+        return Limits(rpm, tpm)
+
+    def watermark_for(self, account: str):
+        """The account's scheme (one object per account, so the engine batches it once)."""
+        if self.ring is None:
+            return None
+        scheme = self._schemes.get(account)
+        if scheme is None:
+            from distillery.watermark import make_scheme
+
+            scheme = make_scheme(self.config.watermark, self.ring.account_key(account))
+            self._schemes[account] = scheme
+        return scheme
+
+
+def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
+    config = config or ServeConfig()
+    gw = Gateway(config, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(title="distillery gateway", version="0.1.0", lifespan=lifespan)
+    app.state.gateway = gw
+    install_handlers(app)
+    from distillery.gateway import admin, routes
+
+    app.include_router(routes.router)
+    app.include_router(admin.router)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": gw.engine.model_name if gw.engine else None}
+
+    @app.get("/metrics")
+    async def metrics():
+        if gw.batcher is not None:
+            gw.metrics.queue_depth.set(gw.batcher.depth)
+        if gw.usage is not None:
+            gw.metrics.usage_backlog.set(gw.usage.backlog)
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(GatewayMiddleware, gateway=gw)
+    return app

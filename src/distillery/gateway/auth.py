@@ -1,0 +1,64 @@
+"""API key -> account, with the account's status enforced on every request.
+
+The bearer key is hashed (sha256) and looked up by hash; the stored hash is compared with
+`secrets.compare_digest`. Lookups are cached for `ttl` seconds, so a revoked key or a status
+set by the audit takes effect within that time, and the database sees at most one query per
+key per `ttl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from sqlalchemy import Engine
+
+from distillery.gateway.errors import APIError
+from distillery.store.accounts import KEY_PREFIX, KeyIdentity, hash_key, lookup_key
+
+MAX_CACHE = 100_000
+
+
+class Authenticator:
+    def __init__(self, engine: Engine, ttl: float = 1.0):
+        self.engine = engine
+        self.ttl = ttl
+        self._cache: dict[str, tuple[KeyIdentity | None, float]] = {}
+
+    async def identify(self, authorization: str | None) -> KeyIdentity:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'",
+                           "missing_api_key")
+        key = authorization[7:].strip()
+        if not key.startswith(KEY_PREFIX) or len(key) > 256:
+            raise APIError(401, "invalid API key", "invalid_api_key")
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            ident = hit[0]
+        else:
+            ident = await asyncio.to_thread(lookup_key, self.engine, digest)
+            if len(self._cache) >= MAX_CACHE:
+                self._cache.clear()
+            self._cache[digest] = (ident, now + self.ttl)
+        if ident is None or not secrets.compare_digest(ident.key_hash, digest):
+            raise APIError(401, "invalid API key", "invalid_api_key")
+        if ident.status == "blocked":
+            raise APIError(403, f"account {ident.account!r} is blocked; contact the provider",
+                           "account_blocked")
+        return ident
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+
+def check_admin(token: str | None, authorization: str | None) -> None:
+    if token is None:
+        raise APIError(403, "admin routes are disabled: start the server with an admin token "
+                       "(DISTILLERY_ADMIN_TOKEN)", "admin_disabled")
+    given = (authorization or "")[7:].strip() if (authorization or "").startswith(
+        "Bearer ") else ""
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise APIError(401, "invalid admin token", "invalid_admin_token")

@@ -1,0 +1,141 @@
+"""Dynamic batching: concurrent requests share the engine's batches.
+
+The event loop submits a Job (one or more GenerationRequests) to a bounded queue; a full
+queue raises QueueFull (the API answers 503) instead of growing without limit. One worker
+thread takes whatever jobs are waiting, up to `max_batch` requests, runs them in one
+blocking `engine.generate` call, and hands each delta and each result back to the job's
+event loop with `loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from distillery.engine.params import GenerationRequest, GenerationResult, StreamDelta
+
+log = logging.getLogger(__name__)
+
+DONE = object()  # end of a job's delta stream
+
+
+class QueueFull(Exception):
+    """The engine's queue is full: retry later."""
+
+
+@dataclass
+class Job:
+    requests: list[GenerationRequest]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    deltas: asyncio.Queue | None = None  # (local request index, StreamDelta), then DONE
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    def _finish(self, result: list[GenerationResult] | BaseException) -> None:
+        if not self.future.done():
+            if isinstance(result, BaseException):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
+        if self.deltas is not None:
+            self.deltas.put_nowait(DONE)
+
+
+class Batcher:
+    def __init__(self, engine, max_batch: int = 16, max_queue: int = 256,
+                 wait_ms: float = 0.0, on_batch=None):
+        self.engine = engine
+        self.on_batch = on_batch  # called with the number of requests of each engine call
+        self.max_batch = max_batch
+        self.wait_s = wait_ms / 1000
+        self._q: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._stop = False
+        self.batches = 0
+        self.batched_requests = 0
+        self._thread = threading.Thread(target=self._run, name="engine-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    def submit(self, requests: list[GenerationRequest], stream: bool = False) -> Job:
+        loop = asyncio.get_running_loop()
+        job = Job(requests, loop, loop.create_future(), asyncio.Queue() if stream else None)
+        try:
+            self._q.put_nowait(job)
+        except queue.Full:
+            raise QueueFull from None
+        return job
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop = True
+        with contextlib.suppress(queue.Full):
+            self._q.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _take(self) -> list[Job] | None:
+        first = self._q.get()
+        if first is None:
+            return None
+        jobs, n = [first], len(first.requests)
+        deadline = time.perf_counter() + self.wait_s
+        while n < self.max_batch:
+            try:
+                left = deadline - time.perf_counter()
+                job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stop = True
+                break
+            jobs.append(job)
+            n += len(job.requests)
+        return jobs
+
+    def _run(self) -> None:
+        while not self._stop:
+            jobs = self._take()
+            if jobs is None:
+                break
+            self._run_batch(jobs)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        requests, owners = [], []  # owners[i] = (job, local index) of requests[i]
+        for job in jobs:
+            for li, r in enumerate(job.requests):
+                requests.append(r)
+                owners.append((job, li))
+        streaming = any(j.deltas is not None for j in jobs)
+
+        def on_delta(d: StreamDelta) -> None:
+            job, li = owners[d.request_index]
+            if job.deltas is not None:
+                job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
+
+        try:
+            results = self.engine.generate(requests, on_delta if streaming else None)
+        except Exception as e:
+            if len(jobs) > 1 and not streaming:  # isolate the request that broke the batch
+                for job in jobs:
+                    self._run_batch([job])
+                return
+            log.warning("engine failed on a batch of %d requests: %s", len(requests),
+                        type(e).__name__)
+            for job in jobs:
+                job.loop.call_soon_threadsafe(job._finish, e)
+            return
+        self.batches += 1
+        self.batched_requests += len(requests)
+        if self.on_batch is not None:
+            self.on_batch(len(requests))
+        start = 0
+        for job in jobs:
+            part = results[start : start + len(job.requests)]
+            start += len(job.requests)
+            job.loop.call_soon_threadsafe(job._finish, part)

@@ -1,0 +1,78 @@
+"""ServeConfig: everything `distillery serve` takes, validated, loadable from TOML."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+WATERMARKS = ("kgw", "gumbel", "none")
+
+
+@dataclass
+class ServeConfig:
+    model: str = "smollm2-135m-instruct"  # a registered name, a local HF dir, or "fake"
+    watermark: str = "kgw"  # every response carries its account's key (kgw | gumbel | none)
+    watermark_key: str | None = None  # the key ring's file; None: $DISTILLERY_WATERMARK_KEY
+    database: str | None = None  # SQLAlchemy URL; None: SQLite at $DISTILLERY_HOME
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # admin routes (/admin/...) need this bearer token; None disables them
+    admin_token: str | None = field(default_factory=lambda: os.environ.get(
+        "DISTILLERY_ADMIN_TOKEN") or None, repr=False)
+    redis_url: str | None = None  # shared rate limits across gateway processes
+    redis_prefix: str = "distillery"
+    rpm_limit: int = 600  # per key, unless the key sets its own
+    tpm_limit: int = 1_000_000
+    throttled_factor: float = 0.1  # a throttled account gets this fraction of its limits
+    dynamic_batching: bool = True
+    max_batch_size: int = 16  # requests per engine call
+    batch_wait_ms: float = 0.0  # extra wait for companions once a request arrives
+    max_queue: int = 256  # waiting requests beyond this get 503
+    max_body_bytes: int = 1 << 20  # larger bodies get 413
+    max_prompt_tokens: int = 4096  # longer prompts get 400 (context_length_exceeded)
+    max_tokens_limit: int = 4096  # max_tokens above this gets 400
+    default_max_tokens: int = 512  # chat requests without max_tokens
+    max_n: int = 16
+    store_text: bool = True  # False: usage rows keep only sha256 of prompts and responses
+    auth_cache_ttl_s: float = 1.0  # key -> account/status cache; status changes apply within it
+    usage_batch_size: int = 500
+    usage_interval_s: float = 0.05
+    fake_tokens: int = 8  # tokens per choice of the fake engine (model = "fake")
+    dtype: str = "float32"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.watermark not in WATERMARKS:
+            raise ValueError(f"watermark must be one of {', '.join(WATERMARKS)}, "
+                             f"got {self.watermark!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        for name in ("rpm_limit", "tpm_limit", "max_batch_size", "max_queue", "max_body_bytes",
+                     "max_prompt_tokens", "max_tokens_limit", "default_max_tokens", "max_n",
+                     "usage_batch_size", "fake_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not 0 < self.throttled_factor <= 1:
+            raise ValueError(f"throttled_factor must be in (0, 1], got {self.throttled_factor}")
+        if self.batch_wait_ms < 0 or self.auth_cache_ttl_s < 0 or self.usage_interval_s < 0:
+            raise ValueError("batch_wait_ms, auth_cache_ttl_s and usage_interval_s must be >= 0")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise ValueError("admin_token must have at least 16 characters")
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None, **overrides) -> ServeConfig:
+        """Values from a TOML file (top level or a [serve] table), then non-None overrides."""
+        values: dict = {}
+        if path is not None:
+            data = tomllib.loads(Path(path).read_text())
+            values = data.get("serve", data)
+            known = {f.name for f in fields(cls)}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(f"{path}: unknown settings {sorted(unknown)}; "
+                                 f"valid: {', '.join(sorted(known))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,31 @@
+"""Prometheus metrics, in a registry per app (several apps may live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("distillery_requests", "HTTP requests under /v1",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("distillery_request_seconds", "request latency (to last byte)",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("distillery_tokens", "tokens processed", ["kind"], registry=r)
+        self.account_requests = Counter("distillery_account_requests", "requests per account",
+                                        ["account", "status"], registry=r)
+        self.account_tokens = Counter("distillery_account_tokens",
+                                      "completion+prompt tokens per account", ["account"],
+                                      registry=r)
+        self.queue_depth = Gauge("distillery_queue_depth", "requests waiting for the engine",
+                                 registry=r)
+        self.usage_backlog = Gauge("distillery_usage_backlog", "usage rows not yet written",
+                                   registry=r)
+        self.batch_size = Histogram("distillery_batch_requests", "requests per engine call",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

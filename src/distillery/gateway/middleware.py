@@ -1,0 +1,175 @@
+"""One ASGI middleware for /v1: request id, body size limit, usage row, metrics.
+
+Pure ASGI (no BaseHTTPMiddleware): it adds a few microseconds, and it sees the last byte of
+a streamed response. The usage row is queued just before that last byte leaves, so a
+response a client has received always has its row queued (and the writer flushes the queue
+at shutdown). A request that ends without a last byte (client gone, crash) is recorded too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from distillery.gateway.errors import error_body
+from distillery.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models"}
+CLIENT_CLOSED = 499  # nginx's code: the client went away before the response ended
+
+
+@dataclass
+class UsageContext:
+    """Filled by the handlers as a request goes; becomes one usage row."""
+
+    request_id: str
+    account_id: int | None = None
+    account: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    error_type: str | None = None
+    prompt: object = None
+    responses: list[str] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    sampling: dict = field(default_factory=dict)  # n, max_tokens, temperature, top_p, seed
+    params: dict | None = None
+    stream: bool = False
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    watermark_scheme: str | None = None
+    watermark_key_id: str | None = None
+
+
+def _sha256(obj: object) -> str | None:
+    if obj is None:
+        return None
+    data = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, gateway) -> None:
+        self.app = app
+        self.gw = gateway  # the Gateway (state): config, usage writer, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        started_wall, t0 = datetime.now(UTC), time.perf_counter()
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not _REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex
+        ctx = UsageContext(request_id=rid)
+        scope.setdefault("state", {})["usage"] = ctx
+        status = [0]
+        done = [False]
+        rid_header = (b"x-request-id", rid.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            elif (message["type"] == "http.response.body" and not message.get("more_body")
+                  and not done[0]):
+                done[0] = True
+                self._record(scope, headers, ctx, status[0], started_wall, t0)
+            await send(message)
+
+        limit = self.gw.config.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._reject(send_wrapper, 413, f"request body too large: the limit is "
+                               f"{limit} bytes", "request_too_large")
+            return
+        received = [0]
+
+        async def receive_limited() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    from distillery.gateway.errors import APIError
+
+                    raise APIError(413, f"request body too large: the limit is {limit} bytes",
+                                   "request_too_large")
+            return message
+
+        try:
+            await self.app(scope, receive_limited, send_wrapper)
+        finally:
+            if not done[0]:  # no last byte sent: a crash, or the client went away
+                done[0] = True
+                code = status[0] if status[0] and status[0] >= 400 else (
+                    CLIENT_CLOSED if status[0] else 500)
+                ctx.error_type = ctx.error_type or ("client_closed" if code == CLIENT_CLOSED
+                                                    else "internal_error")
+                self._record(scope, headers, ctx, code, started_wall, t0)
+
+    async def _reject(self, send: Send, status: int, message: str, code: str) -> None:
+        body = error_body(status, message, code)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, scope: Scope, headers: dict, ctx: UsageContext, status: int,
+                started: datetime, t0: float) -> None:
+        try:
+            self._record_row(scope, headers, ctx, status, started, t0)
+        except Exception:  # never break a response over bookkeeping; say so loudly
+            log.exception("failed to record usage of request %s", ctx.request_id)
+
+    def _record_row(self, scope: Scope, headers: dict, ctx: UsageContext, status: int,
+                    started: datetime, t0: float) -> None:
+        elapsed = time.perf_counter() - t0
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
+        keep_text = self.gw.config.store_text
+        client = scope.get("client")
+        if status >= 400 and ctx.error_type is None:
+            ctx.error_type = str(status)
+        row = {
+            "request_id": ctx.request_id, "account_id": ctx.account_id, "key_id": ctx.key_id,
+            "created_at": started, "finished_at": started + timedelta(seconds=elapsed),
+            "method": scope["method"][:8], "route": path[:64], "model": ctx.model,
+            "status_code": status, "error_type": ctx.error_type,
+            "prompt": ctx.prompt if keep_text else None, "prompt_sha256": _sha256(ctx.prompt),
+            "responses": ctx.responses if keep_text else None,
+            "responses_sha256": _sha256(ctx.responses),
+            "prompt_tokens": ctx.prompt_tokens, "completion_tokens": ctx.completion_tokens,
+            "n": ctx.sampling.get("n"), "max_tokens": ctx.sampling.get("max_tokens"),
+            "temperature": ctx.sampling.get("temperature"), "top_p": ctx.sampling.get("top_p"),
+            "seed": ctx.sampling.get("seed"), "params": ctx.params, "stream": ctx.stream,
+            "logprobs": ctx.logprobs, "top_logprobs": ctx.top_logprobs,
+            "watermark_scheme": ctx.watermark_scheme, "watermark_key_id": ctx.watermark_key_id,
+            "latency_ms": elapsed * 1000,
+            "client_addr": f"{client[0]}"[:64] if client else None,
+            "user_agent": headers.get(b"user-agent", b"").decode("latin-1")[:256] or None,
+        }
+        self.gw.usage.record(row)
+        m: GatewayMetrics = self.gw.metrics
+        m.requests.labels(route, str(status)).inc()
+        m.latency.labels(route).observe(elapsed)
+        if ctx.account is not None:
+            m.account_requests.labels(ctx.account, str(status)).inc()
+            if ctx.prompt_tokens or ctx.completion_tokens:
+                m.account_tokens.labels(ctx.account).inc(ctx.prompt_tokens +
+                                                         ctx.completion_tokens)
+        if ctx.prompt_tokens:
+            m.tokens.labels("prompt").inc(ctx.prompt_tokens)
+        if ctx.completion_tokens:
+            m.tokens.labels("completion").inc(ctx.completion_tokens)

@@ -1,0 +1,80 @@
+"""The OpenAI-compatible routes: thin, over GatewayService."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from distillery.gateway.errors import APIError
+from distillery.gateway.middleware import UsageContext
+from distillery.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from distillery.store.accounts import KeyIdentity
+
+router = APIRouter(prefix="/v1")
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _admit(request: Request) -> tuple[KeyIdentity, UsageContext]:
+    """Authenticate, enforce the account's status and the key's rate limits."""
+    gw = request.app.state.gateway
+    ctx: UsageContext = request.state.usage
+    ident = await gw.auth.identify(request.headers.get("authorization"))
+    ctx.account_id, ctx.account, ctx.key_id = ident.account_id, ident.account, ident.key_id
+    retry = await gw.limiter.check(ident.key_id, gw.limits_for(ident))
+    if retry is not None:
+        raise APIError(429, f"rate limit reached for key {ident.key_id}; retry in "
+                       f"{retry:.0f} s", "rate_limit_exceeded",
+                       headers={"Retry-After": str(max(1, round(retry)))})
+    return ident, ctx
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    ident, ctx = await _admit(request)
+    svc = request.app.state.gateway.service
+    ctx.model = body.model
+    requests = await svc.chat_requests(body, ident, ctx)
+    job = svc.submit(requests, body.stream)
+    if body.stream:
+        return StreamingResponse(svc.stream(job, ident, ctx, ctx.request_id, True, body.n),
+                                 media_type="text/event-stream", headers=_SSE_HEADERS)
+    return JSONResponse(await svc.chat_response(job, ident, ctx, ctx.request_id))
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request):
+    ident, ctx = await _admit(request)
+    svc = request.app.state.gateway.service
+    ctx.model = body.model
+    requests = await svc.completion_requests(body, ident, ctx)
+    job = svc.submit(requests, body.stream)
+    with_top = bool(body.logprobs)
+    if body.stream:
+        return StreamingResponse(svc.stream(job, ident, ctx, ctx.request_id, False, body.n,
+                                            with_top),
+                                 media_type="text/event-stream", headers=_SSE_HEADERS)
+    return JSONResponse(await svc.completion_response(job, ident, ctx, ctx.request_id,
+                                                      with_top))
+
+
+def _model_card(name: str) -> dict:
+    return {"id": name, "object": "model", "created": int(time.time()), "owned_by": "distillery"}
+
+
+@router.get("/models")
+async def list_models(request: Request):
+    await _admit(request)
+    return {"object": "list", "data": [_model_card(request.app.state.gateway.engine.model_name)]}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, request: Request):
+    await _admit(request)
+    name = request.app.state.gateway.engine.model_name
+    if model_id != name:
+        raise APIError(404, f"model {model_id!r} does not exist: this server serves {name!r}",
+                       "model_not_found")
+    return _model_card(name)
