@@ -1,0 +1,215 @@
+"""Teacher-relative evaluation of a student on held-out prompts.
+
+Metrics, each for the student, its base (before training) and the teacher:
+  - bits per byte of the teacher's answers: sum_t -log2 p(y_t | y_<t, x) over the answer's
+    tokens / UTF-8 bytes of the answer. Per byte, not per token, so models with different
+    tokenizers compare (the end-of-turn token is left out for the same reason).
+  - ROUGE-L F of the model's own greedy answer against the teacher's answer.
+  - gap closed = (student - base) / (teacher - base): 0 = no better than before training,
+    1 = as good as the teacher. The teacher's bpb comes from local teacher weights when given,
+    else from the harvested logprobs (which are of the teacher's *sampling* distribution, after
+    temperature and top-p: a lower, optimistic ceiling). The teacher's ROUGE-L is its own
+    greedy answer against its harvested one, or 1.0 without teacher weights.
+Confidence intervals: percentile bootstrap over held-out prompts (Efron & Tibshirani 1993,
+ch. 13), resampling prompts jointly for all three models so the gap's CI keeps their pairing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distillery.distill.config import EvalConfig
+from distillery.distill.data import answer_text, split_rows
+from distillery.distill.losses import IGNORE, bits
+from distillery.harvest.dataset import read_rows
+from distillery.harvest.rouge import rouge_l
+from distillery.models.chat import format_chat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Metric:
+    student: float
+    base: float
+    teacher: float
+    gap_closed: float
+    student_ci: tuple[float, float]
+    gap_closed_ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    n_prompts: int
+    bpb: Metric
+    rouge_l: Metric | None
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gap_closed(student: float, base: float, teacher: float) -> float:
+    """(student - base) / (teacher - base); NaN when teacher and base coincide."""
+    d = teacher - base
+    return (student - base) / d if d else float("nan")
+
+
+@torch.no_grad()
+def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: int = 8
+                ) -> list[float | None]:
+    """Bits of each row's answer under model (None when prompt + answer exceed max_len)."""
+    dev = next(model.parameters()).device
+    seqs: list[tuple[list[int], int] | None] = []
+    for r in rows:
+        p = tokenizer.encode(format_chat(tokenizer, r["messages"]))
+        a = tokenizer.encode(answer_text(tokenizer, r["response"]), add_special_tokens=False)
+        seqs.append((p + a, len(p)) if len(p) + len(a) <= max_len and a else None)
+    out: list[float | None] = [None] * len(rows)
+    todo = [i for i, s in enumerate(seqs) if s is not None]
+    for k in range(0, len(todo), batch_size):
+        idx = todo[k : k + batch_size]
+        T = max(len(seqs[i][0]) for i in idx)
+        ids = torch.full((len(idx), T), tokenizer.pad_token_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        labels = torch.full_like(ids, IGNORE)
+        for b, i in enumerate(idx):
+            s, n_prompt = seqs[i]
+            ids[b, : len(s)] = torch.tensor(s)
+            attn[b, : len(s)] = 1
+            labels[b, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
+        logits = model(input_ids=ids.to(dev), attention_mask=attn.to(dev)).logits
+        for b, v in zip(idx, bits(logits, labels.to(dev)).tolist(), strict=True):
+            out[b] = v
+    return out
+
+
+def logprob_bits(row: dict) -> float | None:
+    """Teacher bits of its answer from harvested logprobs (tokens covering the answer)."""
+    lps = row.get("logprobs")
+    if not lps:
+        return None
+    total, covered = 0.0, 0
+    for t in lps:
+        if covered >= len(row["response"]):
+            break
+        total += -t["logprob"] / math.log(2)
+        covered += len(t["token"])
+    return total
+
+
+def greedy_answers(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int
+                   ) -> list[str]:
+    from distillery.engine import SamplingParams, TorchEngine, chat_request
+    from distillery.models import LoadedModel, ModelSpec
+
+    spec = ModelSpec(name="student", source="local", description="model under evaluation")
+    engine = TorchEngine(LoadedModel(spec, model, tokenizer),
+                         max_batch_size=batch_size)
+    reqs = [chat_request(tokenizer, r["messages"],
+                         SamplingParams(max_tokens=max_new_tokens, temperature=0,
+                                        repetition_penalty=1.1)) for r in rows]
+    return [res.choices[0].text.strip() for res in engine.generate(reqs)]
+
+
+def _ci(values: np.ndarray, conf: float) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(v, [50 * (1 - conf), 50 * (1 + conf)])
+    return (float(lo), float(hi))
+
+
+def bootstrap_metric(s: np.ndarray, b: np.ndarray, t: np.ndarray, denom: np.ndarray | None,
+                     n_boot: int, conf: float, seed: int) -> Metric:
+    """Per-prompt values -> Metric. With denom (bytes) the statistic is a ratio of sums
+    (bits per byte of the pooled text); without, a mean (ROUGE-L)."""
+    def stat(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        if denom is None:
+            return x[idx].mean(-1)
+        return x[idx].sum(-1) / denom[idx].sum(-1)
+
+    n = len(s)
+    full = np.arange(n)[None]
+    S, B, T = (float(stat(x, full)[0]) for x in (s, b, t))
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    bs, bb, bt = stat(s, idx), stat(b, idx), stat(t, idx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gaps = (bs - bb) / (bt - bb)
+    return Metric(S, B, T, gap_closed(S, B, T), _ci(bs, conf), _ci(gaps, conf))
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    from distillery.distill.trainer import load_student
+    from distillery.models import load
+
+    t0 = time.perf_counter()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    _, held = split_rows(read_rows(cfg.dataset), cfg.heldout_fraction)
+    held = [r for r in held if r["response"].strip()][: cfg.max_examples]
+    if len(held) < 2:
+        raise ValueError(f"only {len(held)} held-out rows in {cfg.dataset}: harvest more, or "
+                         "raise heldout_fraction (it must match training)")
+    model, tok, base_name = load_student(cfg.student)
+    is_lora = hasattr(model, "disable_adapter")
+    base_ctx = model.disable_adapter if is_lora else None
+    base_model = None if is_lora else load(cfg.base or base_name).model
+
+    @contextlib.contextmanager
+    def as_base():
+        if base_ctx is not None:
+            with base_ctx():
+                yield model
+        else:
+            yield base_model
+
+    s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size)
+    with as_base() as m:
+        b_bits = answer_bits(m, tok, held, cfg.max_len, cfg.batch_size)
+    teacher = load(cfg.teacher) if cfg.teacher else None
+    if teacher is not None:
+        t_bits = answer_bits(teacher.model, teacher.tokenizer, held, cfg.max_len, cfg.batch_size)
+    else:
+        t_bits = [logprob_bits(r) for r in held]
+        if all(v is None for v in t_bits):
+            raise ValueError("no teacher bits: pass --teacher (local teacher weights) or "
+                             "harvest with --top-logprobs so answers carry logprobs")
+    keep = [i for i in range(len(held))
+            if None not in (s_bits[i], b_bits[i], t_bits[i])]
+    if len(keep) < 2:
+        raise ValueError("fewer than 2 held-out answers fit max_len for every model: "
+                         "raise max_len")
+    held = [held[i] for i in keep]
+    nbytes = np.array([len(r["response"].encode()) for r in held], dtype=float)
+    arr = [np.array([v[i] for i in keep]) for v in (s_bits, b_bits, t_bits)]
+    bpb = bootstrap_metric(*arr, nbytes, cfg.bootstrap, cfg.confidence, cfg.seed)
+    rouge = None
+    if cfg.rouge:
+        refs = [r["response"] for r in held]
+        s_ans = greedy_answers(model, tok, held, cfg.max_new_tokens, cfg.batch_size)
+        with as_base() as m:
+            b_ans = greedy_answers(m, tok, held, cfg.max_new_tokens, cfg.batch_size)
+        if teacher is not None:
+            t_ans = greedy_answers(teacher.model, teacher.tokenizer, held, cfg.max_new_tokens,
+                                   cfg.batch_size)
+            t_r = np.array([rouge_l(a, r) for a, r in zip(t_ans, refs, strict=True)])
+        else:
+            t_r = np.ones(len(held))
+        s_r = np.array([rouge_l(a, r) for a, r in zip(s_ans, refs, strict=True)])
+        b_r = np.array([rouge_l(a, r) for a, r in zip(b_ans, refs, strict=True)])
+        rouge = bootstrap_metric(s_r, b_r, t_r, None, cfg.bootstrap, cfg.confidence, cfg.seed)
+    return EvalResult(len(held), bpb, rouge, time.perf_counter() - t0)
+
+
+def write_eval(path: str | Path, result: EvalResult, cfg: EvalConfig) -> None:
+    Path(path).write_text(json.dumps({"config": asdict(cfg), **result.to_dict()}, indent=2))

@@ -1,0 +1,138 @@
+import json
+
+import pytest
+
+from distillery.distill import (
+    EvalConfig,
+    TrainConfig,
+    evaluate,
+    load_student,
+    train,
+    verify_manifest,
+)
+from distillery.harvest import dataset_sha256
+from distillery.harvest.dataset import DatasetWriter
+
+
+def tcfg(data, out, **kw):
+    base = dict(dataset=str(data), output_dir=str(out), student="tiny-random", max_steps=12,
+                batch_size=4, max_len=64, learning_rate=1e-2, warmup_steps=0, eval_every=0,
+                save_every=6, heldout_fraction=0.2, num_threads=1, lora_r=8, lora_alpha=16)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(echo_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return out, train(tcfg(echo_dataset, out), progress=False)
+
+
+def test_a_few_lora_steps_lower_the_heldout_loss(trained):
+    _, res = trained
+    assert res.steps == 12 and res.heldout_examples > 0
+    assert res.heldout_loss_after < res.heldout_loss_before - 0.5
+    assert res.tokens_per_s > 0 and res.peak_rss_mb > 0
+
+
+def test_manifest_is_complete_and_matches_the_dataset(trained, echo_dataset, tmp_path):
+    out, res = trained
+    m = json.loads((out / "manifest.json").read_text())
+    assert verify_manifest(out / "manifest.json", echo_dataset) == []
+    assert m["dataset"]["sha256"] == dataset_sha256(echo_dataset)
+    assert m["queries"]["count"] == 60 and m["queries"]["completion_tokens"] == 60 * 9
+    assert m["teacher"] == {"endpoints": ["http://fake/v1"], "models": ["fake"]}
+    assert m["queries"]["strategies"] == {"seed": 60}
+    assert m["queries"]["first"] < m["queries"]["last"]
+    assert m["training"]["config"]["student"] == "tiny-random" and m["student"]["method"] == "lora"
+    # a changed dataset no longer matches
+    changed = tmp_path / "d.jsonl"
+    changed.write_text(echo_dataset.read_text())
+    rows = [json.loads(x) for x in changed.read_text().splitlines()]
+    rows[0]["response"] = "tampered"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = verify_manifest(out / "manifest.json", changed)
+    assert any("sha256" in p for p in problems)
+
+
+def test_student_loads_with_its_adapter(trained):
+    out, _ = trained
+    model, tok, base = load_student(out / "student")
+    assert base == "tiny-random" and hasattr(model, "disable_adapter")
+
+
+def test_resume_continues_from_the_last_checkpoint(echo_dataset, trained, tmp_path):
+    out, first = trained
+    res = train(tcfg(echo_dataset, out, max_steps=16), progress=False)
+    assert res.resumed_from == 12 and res.steps == 16
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == \
+        ["step-000012", "step-000016"]
+
+
+def test_full_finetuning_lowers_the_heldout_loss(echo_dataset, tmp_path):
+    res = train(tcfg(echo_dataset, tmp_path, lora=False, learning_rate=3e-3, max_steps=6,
+                     save_every=0), progress=False)
+    assert res.heldout_loss_after < res.heldout_loss_before - 0.5
+    model, _, _ = load_student(tmp_path / "student")
+    assert not hasattr(model, "disable_adapter")
+
+
+def test_sparse_topk_kd_trains_on_the_harvested_logprobs(engine_dataset, tmp_path):
+    import torch
+
+    from distillery.distill.data import collate, encode_rows
+    from distillery.distill.trainer import step_loss
+    from distillery.harvest import read_rows
+    from distillery.models import load
+
+    m = load("tiny-random")
+    exs = [e for e in encode_rows(read_rows(engine_dataset), m.tokenizer, 64, True) if e.topk]
+    b = collate(exs[:4], m.tokenizer.pad_token_id)
+    with torch.no_grad():
+        ce, kd = step_loss(m.model, b, 0.0), step_loss(m.model, b, 1.0)
+    assert torch.isfinite(kd) and kd >= 0 and kd != ce
+    res = train(tcfg(engine_dataset, tmp_path, kd_weight=0.5, max_steps=3, save_every=0),
+                progress=False)
+    assert res.steps == 3 and res.train_loss_last == res.train_loss_last  # not NaN
+
+
+def test_topk_kd_refuses_a_dataset_without_logprobs(echo_dataset, tmp_path):
+    with pytest.raises(ValueError, match="kd_weight = 0"):
+        train(tcfg(echo_dataset, tmp_path, kd_weight=0.5), progress=False)
+
+
+def test_evaluate_reports_gap_closed_with_cis(trained, echo_dataset, tmp_path):
+    out, _ = trained
+    # the echo rows carry no logprobs: the tiny-random base stands in as a 'teacher' model
+    res = evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "student"),
+                              teacher="tiny-random", heldout_fraction=0.2, max_new_tokens=8,
+                              bootstrap=200, num_threads=1))
+    assert res.n_prompts >= 2
+    assert res.bpb.student < res.bpb.base  # trained on the teacher's answers
+    lo, hi = res.bpb.student_ci
+    assert lo <= res.bpb.student <= hi
+    assert 0 <= res.rouge_l.student <= 1
+
+
+def test_eval_needs_teacher_bits(trained, echo_dataset):
+    out, _ = trained
+    with pytest.raises(ValueError, match="--teacher"):
+        evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "student"),
+                            heldout_fraction=0.2, rouge=False, bootstrap=100))
+
+
+def test_config_errors_say_how_to_fix(tmp_path):
+    with pytest.raises(ValueError, match="distillery harvest"):
+        TrainConfig(output_dir="x")
+    with pytest.raises(ValueError, match="kd_weight"):
+        TrainConfig(dataset="d", output_dir="o", kd_weight=2)
+    with pytest.raises(ValueError, match="1000 is usual"):
+        EvalConfig(dataset="d", student="s", bootstrap=5)
+
+
+def test_empty_training_split_is_a_clear_error(tmp_path, echo_rows):
+    p = tmp_path / "d.jsonl"
+    with DatasetWriter(p) as w:
+        w.append(echo_rows(1)[0])
+    with pytest.raises(ValueError, match="harvest more"):
+        train(tcfg(p, tmp_path / "o", heldout_fraction=0.99), progress=False)
