@@ -30,9 +30,13 @@ def sampling_options(f):
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--stream/--no-stream", default=True, show_default=True,
               help="print tokens as they come (one prompt only)")
+@click.option("--watermark", "watermark_name", type=click.Choice(["kgw", "gumbel"]),
+              default=None, help="mark the output (key ring: DISTILLERY_WATERMARK_KEY or "
+              "`distillery watermark keygen`)")
+@click.option("--account", default=None, help="with --watermark: the account whose key marks it")
 @sampling_options
-def generate(prompts, model_name, raw, system, dtype, stream, max_tokens, temperature, top_p,
-             repetition_penalty, stop, seed) -> None:
+def generate(prompts, model_name, raw, system, dtype, stream, watermark_name, account,
+             max_tokens, temperature, top_p, repetition_penalty, stop, seed) -> None:
     """Answer PROMPTS with a model (several prompts run as one batch)."""
     from distillery.engine import GenerationRequest, SamplingParams, TorchEngine, chat_request
     from distillery.engine import stream as stream_deltas
@@ -40,9 +44,19 @@ def generate(prompts, model_name, raw, system, dtype, stream, max_tokens, temper
     if any(not p.strip() for p in prompts):
         raise click.BadParameter("a prompt is empty", param_hint="PROMPTS")
 
+    if account and not watermark_name:
+        raise click.BadParameter("--account needs --watermark kgw|gumbel", param_hint="--account")
+    scheme = None
+    if watermark_name:
+        from distillery.watermark import KeyRing, make_scheme
+
+        scheme = make_scheme(watermark_name, KeyRing.load(), account)
+        click.echo(f"watermark: {scheme.key_ids}", err=True)  # public ids only
+
     def params() -> SamplingParams:
-        return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                              repetition_penalty=repetition_penalty, stop=list(stop), seed=seed)
+        p = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                           repetition_penalty=repetition_penalty, stop=list(stop), seed=seed)
+        return scheme.apply(p) if scheme else p
 
     params()  # validate before the slow model load
     engine = TorchEngine.from_name(model_name, dtype=dtype)
