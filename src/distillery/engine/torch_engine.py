@@ -155,7 +155,7 @@ class TorchEngine:
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=seqs, attention_mask=attn, position_ids=pos,
-                         cache=cache, use_cache=True)
+                         cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :].float()  # (B, V)
         seen = None  # (B, V) ids already in each row, for the repetition penalty
         if any(r.params.repetition_penalty != 1 for r in rows):
@@ -186,7 +186,7 @@ class TorchEngine:
                 seen.scatter_(1, tokens[:, None], True)
             pos = attn.sum(-1, keepdim=True) - 1
             out = self.model(input_ids=tokens[:, None], attention_mask=attn, position_ids=pos,
-                             cache=cache, use_cache=True)
+                             cache=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :].float()
 
     def _pick(
