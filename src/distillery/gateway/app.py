@@ -106,9 +106,15 @@ class Gateway:
         if scheme is None:
             from distillery.watermark import make_scheme
 
-            scheme = make_scheme(self.config.watermark, self.ring.account_key(account))
+            scheme = make_scheme(self.config.watermark, self.ring, account=account)
             self._schemes[account] = scheme
         return scheme
+
+
+def watermark_key_id(scheme) -> str:
+    """The public id recorded in the usage row: the account layer's key (its version inside)."""
+    ids = scheme.key_ids
+    return ids.get("account") or ids["global"]
 
 
 def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:

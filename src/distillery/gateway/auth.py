@@ -45,10 +45,14 @@ class Authenticator:
             self._cache[digest] = (ident, now + self.ttl)
         if ident is None or not secrets.compare_digest(ident.key_hash, digest):
             raise APIError(401, "invalid API key", "invalid_api_key")
+        return ident
+
+    @staticmethod
+    def enforce_status(ident: KeyIdentity) -> None:
+        """blocked: 403. flagged: served (the audit watches). throttled: lower rate limits."""
         if ident.status == "blocked":
             raise APIError(403, f"account {ident.account!r} is blocked; contact the provider",
                            "account_blocked")
-        return ident
 
     def invalidate(self) -> None:
         self._cache.clear()

@@ -50,6 +50,9 @@ class UsageContext:
     top_logprobs: int | None = None
     watermark_scheme: str | None = None
     watermark_key_id: str | None = None
+    # set by the middleware: record the row now (a stream calls it before its last event,
+    # so that a client never holds a complete answer whose row is not queued)
+    finish: object = None
 
 
 def _sha256(obj: object) -> str | None:
@@ -79,37 +82,61 @@ class GatewayMiddleware:
         done = [False]
         rid_header = (b"x-request-id", rid.encode())
 
+        def finish() -> None:
+            if not done[0]:
+                done[0] = True
+                self._record(scope, headers, ctx, status[0], started_wall, t0)
+
+        ctx.finish = finish
+
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
-            elif (message["type"] == "http.response.body" and not message.get("more_body")
-                  and not done[0]):
-                done[0] = True
-                self._record(scope, headers, ctx, status[0], started_wall, t0)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finish()
             await send(message)
 
         limit = self.gw.config.max_body_bytes
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
+            ctx.error_type = "request_too_large"
             await self._reject(send_wrapper, 413, f"request body too large: the limit is "
                                f"{limit} bytes", "request_too_large")
             return
-        received = [0]
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # chunked: read it here (up to the limit), then replay it to the app
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    ctx.error_type = "request_too_large"
+                    await self._reject(send_wrapper, 413, f"request body too large: the "
+                                       f"limit is {limit} bytes", "request_too_large")
+                    return
+                if not message.get("more_body"):
+                    break
+            replayed = [False]
 
-        async def receive_limited() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                received[0] += len(message.get("body", b""))
-                if received[0] > limit:
-                    from distillery.gateway.errors import APIError
+            async def replay() -> Message:
+                if not replayed[0]:
+                    replayed[0] = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
 
-                    raise APIError(413, f"request body too large: the limit is {limit} bytes",
-                                   "request_too_large")
-            return message
-
+            receive = replay
         try:
-            await self.app(scope, receive_limited, send_wrapper)
+            await self.app(scope, receive, send_wrapper)
+        except Exception as e:
+            log.error("unhandled %s on %s %s (request %s)", type(e).__name__, scope["method"],
+                      scope["path"], rid, exc_info=e)
+            ctx.error_type = "internal_error"
+            if not status[0]:
+                await self._reject(send_wrapper, 500, "internal server error; the request id "
+                                   "is in the x-request-id header", "internal_error")
         finally:
             if not done[0]:  # no last byte sent: a crash, or the client went away
                 done[0] = True

@@ -23,6 +23,7 @@ async def _admit(request: Request) -> tuple[KeyIdentity, UsageContext]:
     ctx: UsageContext = request.state.usage
     ident = await gw.auth.identify(request.headers.get("authorization"))
     ctx.account_id, ctx.account, ctx.key_id = ident.account_id, ident.account, ident.key_id
+    gw.auth.enforce_status(ident)
     retry = await gw.limiter.check(ident.key_id, gw.limits_for(ident))
     if retry is not None:
         raise APIError(429, f"rate limit reached for key {ident.key_id}; retry in "

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
 from distillery.engine.params import GenerationRequest, GenerationResult, SamplingParams
+from distillery.gateway.app import watermark_key_id
 from distillery.gateway.batcher import DONE, QueueFull
 from distillery.gateway.errors import APIError
 from distillery.gateway.middleware import UsageContext
 from distillery.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from distillery.models.chat import default_stop
 from distillery.store.accounts import KeyIdentity
+
+log = logging.getLogger(__name__)
 
 ASYNC_TOKENIZE_CHARS = 20_000  # longer prompts are tokenized off the event loop
 
@@ -99,7 +103,7 @@ class GatewayService:
         wm = self.gw.watermark_for(ident.account)
         if wm is not None:
             params = wm.apply(params)
-            ctx.watermark_scheme, ctx.watermark_key_id = wm.name, wm.key_id
+            ctx.watermark_scheme, ctx.watermark_key_id = wm.name, watermark_key_id(wm)
         return params
 
     async def chat_requests(self, body: ChatCompletionRequest, ident: KeyIdentity,
@@ -170,6 +174,10 @@ class GatewayService:
             return await job.future
         except ValueError as e:
             raise APIError(400, str(e), "invalid_value") from None
+        except Exception as e:
+            log.error("engine error: %s", type(e).__name__, exc_info=e)
+            raise APIError(500, "the engine failed on this request; the request id is in the "
+                           "x-request-id header", "engine_error") from None
 
     async def _account(self, ident: KeyIdentity, ctx: UsageContext, results) -> None:
         ctx.completion_tokens = sum(r.completion_tokens for r in results)
@@ -244,15 +252,18 @@ class GatewayService:
             results = await self.results(job)
         except APIError as e:
             ctx.error_type = e.code or "engine_error"
+            ctx.finish()
             yield _sse({"error": {"message": e.message, "type": e.type, "code": e.code}})
             return
         except Exception:
             ctx.error_type = "engine_error"
+            ctx.finish()
             yield _sse({"error": {"message": "the engine failed", "type": "server_error",
                                   "code": "engine_error"}})
             return
         await self._account(ident, ctx, results)
         ctx.responses = ["".join(texts.get(i, [])) for i in range(n * len(job.requests))]
+        ctx.finish()
         yield _sse({**head, "choices": [], "usage": self._usage(ctx)})
         yield b"data: [DONE]\n\n"
 

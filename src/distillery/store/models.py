@@ -85,9 +85,9 @@ class Usage(Base):
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     error_type: Mapped[str | None] = mapped_column(String(64))
     # messages (chat) or prompt text (completions); null when only hashes are kept
-    prompt: Mapped[object | None] = mapped_column(JSON)
+    prompt: Mapped[object | None] = mapped_column(JSON(none_as_null=True))
     prompt_sha256: Mapped[str | None] = mapped_column(String(64))
-    responses: Mapped[list | None] = mapped_column(JSON)  # one text per choice
+    responses: Mapped[list | None] = mapped_column(JSON(none_as_null=True))  # one text per choice
     responses_sha256: Mapped[str | None] = mapped_column(String(64))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -96,12 +96,13 @@ class Usage(Base):
     temperature: Mapped[float | None] = mapped_column(Float)
     top_p: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    params: Mapped[dict | None] = mapped_column(JSON)  # everything else that was asked (stop...)
+    # everything else that was asked (stop, repetition_penalty, user)
+    params: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     logprobs: Mapped[bool] = mapped_column(Boolean, default=False)
     top_logprobs: Mapped[int | None] = mapped_column(Integer)
     watermark_scheme: Mapped[str | None] = mapped_column(String(16))
-    watermark_key_id: Mapped[str | None] = mapped_column(String(64))
+    watermark_key_id: Mapped[str | None] = mapped_column(String(256))
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     client_addr: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(256))

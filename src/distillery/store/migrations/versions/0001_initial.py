@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.Column("logprobs", sa.Boolean),
         sa.Column("top_logprobs", sa.Integer),
         sa.Column("watermark_scheme", sa.String(16)),
-        sa.Column("watermark_key_id", sa.String(64)),
+        sa.Column("watermark_key_id", sa.String(256)),
         sa.Column("latency_ms", sa.Float, nullable=False),
         sa.Column("client_addr", sa.String(64)),
         sa.Column("user_agent", sa.String(256)),
