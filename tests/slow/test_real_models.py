@@ -3,7 +3,7 @@
 import pytest
 
 from distillery.engine import SamplingParams, TorchEngine, chat_request
-from distillery.models import loader, load, resolve
+from distillery.models import load, loader, resolve
 
 pytestmark = pytest.mark.slow
 

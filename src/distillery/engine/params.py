@@ -56,7 +56,9 @@ class SamplingParams:
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
             raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         if not 0 <= self.temperature <= 100:
-            raise ValueError(f"temperature must be in [0, 100] (0 = greedy), got {self.temperature}")
+            raise ValueError(
+                f"temperature must be in [0, 100] (0 = greedy), got {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not isinstance(self.n, int) or not 1 <= self.n <= MAX_N:

@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from distillery.models.chat import ensure_chat_template
 from distillery.models.registry import REGISTRY, ModelSpec, distillery_home, gguf_path, resolve
@@ -122,13 +123,24 @@ def tiny_random_model(vocab_size: int, seed: int = 0) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
+def _from_cache(path: Path, dtype: torch.dtype) -> PreTrainedModel:
+    """A cached load takes ~2 s: no progress bar (the dequantisation keeps its own)."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load(name: str, dtype: str | torch.dtype = torch.float32) -> LoadedModel:
     """Load a model by registered name or local directory, from cache when possible."""
     spec = resolve(name)
     torch_dtype = parse_dtype(dtype)
     tokenizer = load_tokenizer(name)
     if spec.source == "local":
-        model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch_dtype)
+        model = _from_cache(spec.path, torch_dtype)
     elif spec.source == "tiny-random":
         model = tiny_random_model(len(tokenizer)).to(torch_dtype)
     else:
@@ -136,7 +148,7 @@ def load(name: str, dtype: str | torch.dtype = torch.float32) -> LoadedModel:
         if not target.is_dir():
             model = dequantize_gguf(spec)
             _write_atomically(target, model.save_pretrained)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype)
+        model = _from_cache(target, torch_dtype)
     model.eval()
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer)
 
