@@ -70,7 +70,7 @@ def test_resume_continues_from_the_last_checkpoint(echo_dataset, trained, tmp_pa
 
 
 def test_full_finetuning_lowers_the_heldout_loss(echo_dataset, tmp_path):
-    res = train(tcfg(echo_dataset, tmp_path, lora=False, learning_rate=3e-3, max_steps=6,
+    res = train(tcfg(echo_dataset, tmp_path, lora=False, learning_rate=3e-3, max_steps=4,
                      save_every=0), progress=False)
     assert res.heldout_loss_after < res.heldout_loss_before - 0.5
     model, _, _ = load_student(tmp_path / "student")
@@ -90,10 +90,11 @@ def test_sparse_topk_kd_trains_on_the_harvested_logprobs(engine_dataset, tmp_pat
     b = collate(exs[:4], m.tokenizer.pad_token_id)
     with torch.no_grad():
         ce, kd = step_loss(m.model, b, 0.0), step_loss(m.model, b, 1.0)
-    assert torch.isfinite(kd) and kd >= 0 and kd != ce
-    res = train(tcfg(engine_dataset, tmp_path, kd_weight=0.5, max_steps=3, save_every=0),
+    # the tiny student *is* the tiny teacher (same seed) sampled at temperature 1: KL ~ 0
+    assert torch.isfinite(kd) and abs(float(kd)) < 1e-4 < float(ce)
+    res = train(tcfg(engine_dataset, tmp_path, kd_weight=0.5, max_steps=2, save_every=0),
                 progress=False)
-    assert res.steps == 3 and res.train_loss_last == res.train_loss_last  # not NaN
+    assert res.steps == 2 and res.train_loss_last == res.train_loss_last  # not NaN
 
 
 def test_topk_kd_refuses_a_dataset_without_logprobs(echo_dataset, tmp_path):
