@@ -9,11 +9,12 @@ at shutdown). A request that ends without a last byte (client gone, crash) is re
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +27,10 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models"}
-CLIENT_CLOSED = 499  # nginx's code: the client went away before the response ended
+CLIENT_CLOSED = 499
+# request ids: a random per-process prefix and a counter (uuid4 reads urandom per request)
+_RID_PREFIX = secrets.token_hex(8)
+_rid_counter = itertools.count()  # nginx's code: the client went away before the response ended
 
 
 @dataclass
@@ -75,7 +79,7 @@ class GatewayMiddleware:
         headers = dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID.match(rid):
-            rid = uuid.uuid4().hex
+            rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
         ctx = UsageContext(request_id=rid)
         scope.setdefault("state", {})["usage"] = ctx
         status = [0]

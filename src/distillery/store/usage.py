@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 
@@ -23,83 +23,63 @@ from distillery.store.models import Usage
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
-
 class UsageWriter:
     def __init__(self, engine: Engine, batch_size: int = 500, interval_s: float = 0.05,
                  fallback_dir: Path | None = None):
         self.engine = engine
         self.batch_size = batch_size
-        self.interval_s = interval_s  # longest a row waits for companions before a write
+        self.interval_s = interval_s  # how often the writer wakes to drain the queue
         self.fallback_dir = fallback_dir
-        self._q: queue.Queue = queue.Queue()
-        self._pending = 0  # rows queued or being written
+        # A deque, not a queue.Queue: appending wakes no thread, so a request pays no
+        # context switch for its row; the writer drains every interval_s.
+        self._q: deque[dict] = deque()
+        self._recorded = 0  # rows recorded (only grows)
+        self.written = 0  # rows written or spilled (only grows)
+        self._lock = threading.Lock()
         self._cv = threading.Condition()
-        self.written = 0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
 
     def record(self, row: dict) -> None:
-        with self._cv:
-            self._pending += 1
-        self._q.put(row)
+        with self._lock:
+            self._recorded += 1
+            self._q.append(row)
 
     @property
     def backlog(self) -> int:
-        return self._pending
+        return self._recorded - self.written
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every row recorded so far is in the database."""
+        target = self._recorded
         deadline = time.monotonic() + timeout
         with self._cv:
-            while self._pending:
+            while self.written < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cv.wait(left)
+                self._cv.wait(min(left, self.interval_s))
         return True
 
     def close(self, timeout: float = 60.0) -> None:
-        self._q.put(_STOP)
+        self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("usage writer did not finish in %.0f s; %d rows pending", timeout,
-                      self._pending)
+                      self.backlog)
+
+    def _drain(self, final: bool) -> None:
+        while self._q:
+            batch = []
+            while self._q and len(batch) < self.batch_size:
+                batch.append(self._q.popleft())
+            self._write(batch, final)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._q.get()
-            if item is _STOP:
-                stopping = True
-                batch = []
-            else:
-                batch = [item]
-            deadline = time.monotonic() + self.interval_s
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._q.get(timeout=max(0.0, deadline - time.monotonic())
-                                       if not stopping else 0)
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if batch:
-                self._write(batch, final=stopping)
-            if stopping:  # drain what arrived together with the stop
-                rest = []
-                while True:
-                    try:
-                        item = self._q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not _STOP:
-                        rest.append(item)
-                for i in range(0, len(rest), self.batch_size):
-                    self._write(rest[i : i + self.batch_size], final=True)
+        while not self._stop.wait(self.interval_s):
+            self._drain(final=False)
+        self._drain(final=True)  # everything recorded before close()
 
     def _write(self, batch: list[dict], final: bool) -> None:
         delay = 0.1
@@ -109,16 +89,15 @@ class UsageWriter:
                     conn.execute(insert(Usage.__table__), batch)
                 break
             except Exception as e:  # keep the rows; a database hiccup must not lose them
-                if final and attempt >= 3:
+                if (final or self._stop.is_set()) and attempt >= 3:
                     self._spill(batch, e)
                     break
                 log.warning("usage write of %d rows failed (%s); retrying in %.1f s",
                             len(batch), type(e).__name__, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.written += len(batch)
         with self._cv:
-            self._pending -= len(batch)
+            self.written += len(batch)
             self._cv.notify_all()
 
     def _spill(self, batch: list[dict], error: Exception) -> None:
