@@ -89,6 +89,22 @@ class DatasetWriter:
         self.done.add(row["prompt_hash"])
         return True
 
+    async def append_async(self, row: dict) -> bool:
+        """append() with the fsync in a thread, so the event loop keeps serving requests.
+
+        The line is written and flushed at once (one write call: a concurrent append cannot
+        interleave with it); the row counts as harvested only once fsync returns.
+        """
+        import asyncio
+
+        if row["prompt_hash"] in self.done:
+            return False
+        self.done.add(row["prompt_hash"])
+        self._f.write(canonical_line(row) + "\n")
+        self._f.flush()
+        await asyncio.to_thread(os.fsync, self._f.fileno())
+        return True
+
     def close(self) -> None:
         self._f.close()
 

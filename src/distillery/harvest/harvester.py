@@ -225,7 +225,7 @@ class Harvester:
                         row = await self._one(clients, p, st)
                         if row is None:
                             st.failed += 1
-                        elif writer.append(row):
+                        elif await writer.append_async(row):
                             st.written += 1
                             st.prompt_tokens += row["usage"]["prompt_tokens"]
                             st.completion_tokens += row["usage"]["completion_tokens"]
