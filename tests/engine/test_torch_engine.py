@@ -189,3 +189,54 @@ def test_chat_request_uses_the_template(tiny_engine):
                        SamplingParams(max_tokens=2))
     assert req.prompt.endswith("<|im_start|>assistant\n")
     assert tiny_engine.generate([req])[0].prompt_tokens == len(tiny_engine.encode(req.prompt))
+
+
+def greedy(prompt, max_tokens):
+    return GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens, temperature=0))
+
+
+def test_admitted_requests_join_the_running_batch(tiny_engine):
+    """Continuous batching: requests admitted mid-decode (shorter and longer than the running
+    sequence) give the same greedy tokens as when run alone."""
+    first = [greedy("Hello there", 30), greedy("x", 6)]
+    late = [greedy("a much longer prompt that is longer than the running sequence so far", 12),
+            greedy("z", 20)]
+    calls, got = [], {}
+
+    def admit(free):
+        calls.append(free)
+        return late if len(calls) == 4 else []
+
+    results = tiny_engine.generate(first, admit=admit, on_result=lambda i, r: got.setdefault(i, r))
+    alone = [tiny_engine.generate([r])[0].choices[0].token_ids for r in first + late]
+    assert [r.choices[0].token_ids for r in results] == alone[:2]
+    assert sorted(got) == [0, 1, 2, 3]
+    assert [got[i].choices[0].token_ids for i in range(4)] == alone
+
+
+def test_results_are_reported_as_requests_finish(tiny_engine):
+    order = []
+    tiny_engine.generate([greedy("Hello", 12), greedy("x", 2), greedy("y", 5)],
+                         on_result=lambda i, r: order.append(i))
+    assert order == [1, 2, 0]
+
+
+def test_an_admitted_request_that_cannot_run_fails_alone(tiny_engine):
+    bad = GenerationRequest([10] * 5000, SamplingParams(max_tokens=10))
+    got = {}
+    batches = [[bad, greedy("z", 4)]]
+    tiny_engine.generate([greedy("Hello", 8)], admit=lambda free: batches.pop() if batches else [],
+                         on_result=lambda i, r: got.setdefault(i, r))
+    assert isinstance(got[1], ValueError) and "context" in str(got[1])
+    assert len(got[2].choices[0].token_ids) == 4 and len(got[0].choices[0].token_ids) == 8
+
+
+def test_more_rows_than_the_batch_flow_in_as_rows_finish(tiny_engine):
+    from distillery.engine import TorchEngine
+    from distillery.models import LoadedModel, resolve
+
+    loaded = LoadedModel(resolve("tiny-random"), tiny_engine.model, tiny_engine.tokenizer)
+    small = TorchEngine(loaded, max_batch_size=2)
+    reqs = [greedy(p, m) for p, m in zip(PROMPTS, [3, 17, 1, 9], strict=True)]
+    alone = [tiny_engine.generate([r])[0].choices[0].token_ids for r in reqs]
+    assert [r.choices[0].token_ids for r in small.generate(reqs)] == alone

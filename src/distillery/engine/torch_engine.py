@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
 from distillery.engine.params import (
     Choice,
@@ -62,6 +63,63 @@ class _Row:
     text: str = ""
     emitted: int = 0  # characters of text already streamed
     finish_reason: str | None = None
+
+
+@dataclass
+class _Batch:
+    """The running batch: rows, left-padded ids and mask, KV cache, next-token logits."""
+
+    rows: list[_Row]
+    seqs: torch.Tensor  # (b, T) prompt + generated ids, left-padded
+    attn: torch.Tensor  # (b, T) 1 = real token
+    cache: DynamicCache  # per layer keys/values (b, heads, T, head_dim)
+    logits: torch.Tensor  # (b, V) next-token logits
+    seen: torch.Tensor  # (b, V) ids already in each row, for the repetition penalty
+
+    def select(self, idx: torch.Tensor) -> None:
+        """Keep rows idx; drop the left columns that are padding in every remaining row."""
+        self.rows = [self.rows[i] for i in idx.tolist()]
+        for layer in self.cache.layers:
+            layer.batch_select_indices(idx)
+        self.seqs, self.attn, self.seen = self.seqs[idx], self.attn[idx], self.seen[idx]
+        self.logits = self.logits[idx]
+        if len(self.rows) and type(self.cache.layers[0]) is DynamicLayer:
+            start = int(self.attn.any(0).int().argmax())
+            if start > 0:
+                self.seqs, self.attn = self.seqs[:, start:], self.attn[:, start:]
+                for layer in self.cache.layers:
+                    layer.keys = layer.keys[:, :, start:]
+                    layer.values = layer.values[:, :, start:]
+
+    def append(self, tokens: torch.Tensor) -> None:
+        self.seqs = torch.cat([self.seqs, tokens[:, None]], dim=1)
+        self.attn = torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=1)
+        self.seen.scatter_(1, tokens[:, None], True)
+
+    def merge(self, other: _Batch, pad_id: int) -> None:
+        """Continuous batching: join a freshly prefilled batch, left-padding the shorter one.
+
+        Keys already carry their rotary position, so padding on the left changes nothing for
+        the real tokens; masked columns are ignored by attention.
+        """
+        T = max(self.attn.shape[1], other.attn.shape[1])
+
+        def left(x: torch.Tensor, dim: int, value=0) -> torch.Tensor:
+            pad = T - x.shape[dim]
+            if pad == 0:
+                return x
+            shape = list(x.shape)
+            shape[dim] = pad
+            return torch.cat([x.new_full(shape, value), x], dim=dim)
+
+        for a, b in zip(self.cache.layers, other.cache.layers, strict=True):
+            a.keys = torch.cat([left(a.keys, 2), left(b.keys, 2)])
+            a.values = torch.cat([left(a.values, 2), left(b.values, 2)])
+        self.seqs = torch.cat([left(self.seqs, 1, pad_id), left(other.seqs, 1, pad_id)])
+        self.attn = torch.cat([left(self.attn, 1), left(other.attn, 1)])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.seen = torch.cat([self.seen, other.seen])
+        self.rows = self.rows + other.rows
 
 
 def _holdback(text: str, stops: list[str]) -> int:
@@ -107,44 +165,91 @@ class TorchEngine:
     def encode(self, prompt: str | list[int]) -> list[int]:
         return list(prompt) if isinstance(prompt, list) else self.tokenizer.encode(prompt)
 
+    def _rows(self, index: int, req: GenerationRequest) -> list[_Row]:
+        """The n rows of one request; ValueError when it cannot run."""
+        ids = self.encode(req.prompt)
+        if not ids:
+            raise ValueError(f"request {index}: the prompt encodes to no tokens")
+        if len(ids) + req.params.max_tokens > self.max_context:
+            raise ValueError(
+                f"request {index}: prompt ({len(ids)} tokens) + max_tokens "
+                f"({req.params.max_tokens}) exceeds the model's context of {self.max_context}"
+            )
+        rows = []
+        for c in range(req.params.n):
+            seed = req.params.seed + c if req.params.seed is not None else secrets.randbits(63)
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            rows.append(_Row(index, c, ids, req.params, gen))
+        return rows
+
     @torch.inference_mode()
     def generate(
         self,
         requests: Sequence[GenerationRequest],
         on_delta: Callable[[StreamDelta], None] | None = None,
+        admit: Callable[[int], Sequence[GenerationRequest]] | None = None,
+        on_result: Callable[[int, GenerationResult | Exception], None] | None = None,
     ) -> list[GenerationResult]:
-        rows: list[_Row] = []
-        prompt_lens = []
-        for ri, req in enumerate(requests):
-            ids = self.encode(req.prompt)
-            if not ids:
-                raise ValueError(f"request {ri}: the prompt encodes to no tokens")
-            if len(ids) + req.params.max_tokens > self.max_context:
-                raise ValueError(
-                    f"request {ri}: prompt ({len(ids)} tokens) + max_tokens "
-                    f"({req.params.max_tokens}) exceeds the model's context of {self.max_context}"
-                )
-            prompt_lens.append(len(ids))
-            for c in range(req.params.n):
-                seed = req.params.seed + c if req.params.seed is not None else secrets.randbits(63)
-                gen = torch.Generator(device=self.device).manual_seed(seed)
-                rows.append(_Row(ri, c, ids, req.params, gen))
-        for start in range(0, len(rows), self.max_batch_size):
-            self._decode(rows[start : start + self.max_batch_size], on_delta)
-        results = [GenerationResult(prompt_tokens=n, choices=[]) for n in prompt_lens]
-        for r in rows:
-            results[r.request_index].choices.append(
-                Choice(
-                    index=r.choice_index,
-                    text=r.text,
-                    token_ids=r.ids,
-                    finish_reason=r.finish_reason,
-                    logprobs=r.logprobs if r.params.logprobs else None,
-                )
-            )
+        """Decode all requests in shared batches; return their results in order.
+
+        Continuous batching: `admit(free_rows)` is called between decode steps while the
+        batch has room; the requests it returns join the running batch, numbered on from
+        len(requests). `on_result(index, result)` fires as soon as every choice of a request
+        has finished (with the ValueError instead, for an admitted request that cannot run).
+        Admitted requests are reported only through on_result, so a long-running call holds
+        no state for requests already answered. Without `admit`, an invalid request raises
+        before any work is done.
+        """
+        pending: list[_Row] = []
+        open_rows: dict[int, list[_Row]] = {}  # request index -> its rows, until all finish
+        for i, req in enumerate(requests):
+            open_rows[i] = self._rows(i, req)
+            pending.extend(open_rows[i])
+        results: list[GenerationResult | None] = [None] * len(requests)
+        next_index = len(requests)
+
+        def finished(r: _Row) -> None:
+            rows = open_rows[r.request_index]
+            if all(x.finish_reason is not None for x in rows):
+                del open_rows[r.request_index]
+                res = self._result(rows)
+                if r.request_index < len(results):
+                    results[r.request_index] = res
+                if on_result is not None:
+                    on_result(r.request_index, res)
+
+        def take(free: int) -> list[_Row]:
+            """Rows to start now: queued ones first, then newly admitted requests."""
+            nonlocal next_index
+            while admit is not None and len(pending) < free and (new := admit(free - len(pending))):
+                for req in new:
+                    index, next_index = next_index, next_index + 1
+                    try:
+                        open_rows[index] = self._rows(index, req)
+                    except ValueError as e:
+                        if on_result is None:
+                            raise
+                        on_result(index, e)
+                        continue
+                    pending.extend(open_rows[index])
+            out = pending[:free]
+            del pending[:free]
+            return out
+
+        while rows := take(self.max_batch_size):
+            self._decode(rows, on_delta, finished, take)
         return results
 
-    def _decode(self, rows: list[_Row], on_delta: Callable[[StreamDelta], None] | None) -> None:
+    def _result(self, rows: list[_Row]) -> GenerationResult:
+        return GenerationResult(
+            prompt_tokens=len(rows[0].prompt_ids),
+            choices=[Choice(index=r.choice_index, text=r.text, token_ids=r.ids,
+                            finish_reason=r.finish_reason,
+                            logprobs=r.logprobs if r.params.logprobs else None)
+                     for r in sorted(rows, key=lambda r: r.choice_index)],
+        )
+
+    def _prefill(self, rows: list[_Row]) -> _Batch:
         B, L = len(rows), max(len(r.prompt_ids) for r in rows)
         dev = self.device
         seqs = torch.full((B, L), self.pad_id, dtype=torch.long, device=dev)  # left-padded
@@ -156,44 +261,52 @@ class TorchEngine:
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=seqs, attention_mask=attn, position_ids=pos,
                          cache=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1, :].float()  # (B, V)
-        seen = None  # (B, V) ids already in each row, for the repetition penalty
-        if any(r.params.repetition_penalty != 1 for r in rows):
-            seen = torch.zeros_like(logits, dtype=torch.bool)
-            for i, r in enumerate(rows):
-                seen[i, torch.tensor(r.prompt_ids, device=dev)] = True
-        active = rows
+        seen = torch.zeros((B, out.logits.shape[-1]), dtype=torch.bool, device=dev)
+        for i, r in enumerate(rows):
+            seen[i, torch.tensor(r.prompt_ids, device=dev)] = True
+        return _Batch(rows, seqs, attn, cache, out.logits[:, -1, :].float(), seen)
+
+    def _decode(
+        self,
+        rows: list[_Row],
+        on_delta: Callable[[StreamDelta], None] | None,
+        finished: Callable[[_Row], None],
+        take: Callable[[int], list[_Row]],
+    ) -> None:
+        """Run a batch until every row in it (admitted ones included) has finished."""
+        batch = self._prefill(rows)
+        mergeable = all(type(layer) is DynamicLayer for layer in batch.cache.layers)
         while True:
-            tokens = self._pick(active, seqs, logits, seen)  # (b,)
+            tokens = self._pick(batch.rows, batch.seqs, batch.logits, batch.seen)  # (b,)
             keep = []
-            for i, r in enumerate(active):
+            for i, r in enumerate(batch.rows):
                 self._advance(r, int(tokens[i]), on_delta)
                 if r.finish_reason is None:
                     keep.append(i)
+                else:
+                    finished(r)
+            if len(keep) < len(batch.rows):
+                batch.select(torch.tensor(keep, dtype=torch.long, device=self.device))
+                tokens = tokens[keep]
+            new_rows = take(self.max_batch_size - len(keep)) if mergeable or not keep else []
             if not keep:
-                return
-            if len(keep) < len(active):
-                idx = torch.tensor(keep, device=dev)
-                for layer in cache.layers:
-                    layer.batch_select_indices(idx)
-                active = [active[i] for i in keep]
-                seqs, attn, tokens = seqs[idx], attn[idx], tokens[idx]
-                if seen is not None:
-                    seen = seen[idx]
-            seqs = torch.cat([seqs, tokens[:, None]], dim=1)
-            attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
-            if seen is not None:
-                seen.scatter_(1, tokens[:, None], True)
-            pos = attn.sum(-1, keepdim=True) - 1
-            out = self.model(input_ids=tokens[:, None], attention_mask=attn, position_ids=pos,
-                             cache=cache, use_cache=True, logits_to_keep=1)
-            logits = out.logits[:, -1, :].float()
+                if not new_rows:
+                    return
+                batch = self._prefill(new_rows)
+                continue
+            batch.append(tokens)
+            out = self.model(input_ids=tokens[:, None], attention_mask=batch.attn,
+                             position_ids=batch.attn.sum(-1, keepdim=True) - 1,
+                             cache=batch.cache, use_cache=True, logits_to_keep=1)
+            batch.logits = out.logits[:, -1, :].float()
+            if new_rows:
+                batch.merge(self._prefill(new_rows), self.pad_id)
 
     def _pick(
-        self, rows: list[_Row], seqs: torch.Tensor, logits: torch.Tensor, seen: torch.Tensor | None
+        self, rows: list[_Row], seqs: torch.Tensor, logits: torch.Tensor, seen: torch.Tensor
     ) -> torch.Tensor:
         """Next token of each row; records logprobs where asked. seqs (b, T), logits (b, V)."""
-        if seen is not None:
+        if any(r.params.repetition_penalty != 1 for r in rows):
             pen = torch.tensor([r.params.repetition_penalty for r in rows], device=logits.device)
             pen = pen[:, None]
             penalised = torch.where(logits > 0, logits / pen, logits * pen)
