@@ -61,16 +61,19 @@ def cot_cmd(source: str, out: str, variants: tuple[str, ...], one_each: bool, se
 @click.option("--n-shots", default=3, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True)
 @click.option("--max-tokens", default=512, show_default=True)
+@click.option("--max-requests", default=1000, show_default=True,
+              help="stop after this many requests even if n_target is not reached")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--include-seeds", is_flag=True, help="write the seed tasks too")
 def self_instruct_cmd(out, base_url, model, api_key, n_target, n_shots, temperature, max_tokens,
-                      seed, include_seeds) -> None:
+                      max_requests, seed, include_seeds) -> None:
     """Self-instruct expansion of the seed tasks (Alpaca's filters, ROUGE-L <= 0.7)."""
     import openai
 
     from distillery.harvest import SelfInstructConfig, seed_prompts, self_instruct
 
-    cfg = SelfInstructConfig(n_target=n_target, n_shots=n_shots, seed=seed)
+    cfg = SelfInstructConfig(n_target=n_target, n_shots=n_shots, seed=seed,
+                             max_requests=max_requests)
     if not api_key:
         raise ValueError("no API key: pass --api-key or set OPENAI_API_KEY")
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=5)

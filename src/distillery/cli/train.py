@@ -31,11 +31,13 @@ import click
 @click.option("--no-progress", is_flag=True)
 def train(dataset, config_path, no_resume, no_progress, **flags) -> None:
     """Fine-tune a student on the harvested DATASET (answers only; optional top-k KD)."""
-    from distillery.distill import TrainConfig, train
-    from distillery.harvest import load_config
+    from distillery.distill.config import TrainConfig
+    from distillery.harvest.config import load_config
 
     cfg = load_config(TrainConfig, config_path, section="train", dataset=dataset,
                       resume=False if no_resume else None, **flags)
+    from distillery.distill.trainer import train
+
     r = train(cfg, progress=not no_progress)
     click.echo(f"{r.steps} steps; held-out loss {r.heldout_loss_before:.4f} -> "
                f"{r.heldout_loss_after:.4f} nats/token; {r.tokens_per_s:.0f} tokens/s; peak "
@@ -68,12 +70,13 @@ def _fmt(name: str, m, digits: int = 3) -> str:
 @click.option("--json", "json_out", default=None, help="write the full result here")
 def evaluate(dataset, config_path, no_rouge, json_out, **flags) -> None:
     """Teacher-relative metrics on DATASET's held-out prompts, with bootstrap CIs."""
-    from distillery.distill import EvalConfig, evaluate
-    from distillery.distill.evaluate import write_eval
-    from distillery.harvest import load_config
+    from distillery.distill.config import EvalConfig
+    from distillery.harvest.config import load_config
 
     cfg = load_config(EvalConfig, config_path, section="evaluate", dataset=dataset,
                       rouge=False if no_rouge else None, **flags)
+    from distillery.distill.evaluate import evaluate, write_eval
+
     r = evaluate(cfg)
     click.echo(f"{r.n_prompts} held-out prompts, {r.wall_s:.0f} s")
     click.echo(_fmt("bpb", r.bpb))

@@ -1,13 +1,25 @@
-"""Student training (sequence-level KD, sparse top-k KD, LoRA), evaluation, provenance."""
+"""Student training (sequence-level KD, sparse top-k KD, LoRA), evaluation, provenance.
 
-from distillery.distill.config import EvalConfig, TrainConfig
-from distillery.distill.evaluate import EvalResult, Metric, evaluate, gap_closed
-from distillery.distill.losses import bits, response_ce_loss, topk_kl_loss
-from distillery.distill.manifest import build_manifest, dataset_summary, verify_manifest
-from distillery.distill.trainer import TrainResult, load_student, train
+Names resolve lazily, so `from distillery.distill import TrainConfig` (config validation in
+the CLI) does not pay for importing torch, transformers and peft.
+"""
 
-__all__ = [
-    "EvalConfig", "EvalResult", "Metric", "TrainConfig", "TrainResult", "bits",
-    "build_manifest", "dataset_summary", "evaluate", "gap_closed", "load_student",
-    "response_ce_loss", "topk_kl_loss", "train", "verify_manifest",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "EvalConfig": "config", "TrainConfig": "config",
+    "EvalResult": "evaluate", "Metric": "evaluate", "evaluate": "evaluate",
+    "gap_closed": "evaluate",
+    "bits": "losses", "response_ce_loss": "losses", "topk_kl_loss": "losses",
+    "build_manifest": "manifest", "dataset_summary": "manifest", "verify_manifest": "manifest",
+    "TrainResult": "trainer", "load_student": "trainer", "train": "trainer",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
