@@ -43,3 +43,8 @@ def test_bad_max_tokens_is_one_readable_line():
 def test_empty_prompt_is_rejected():
     result = run("generate", "--model", "tiny-random", "  ")
     assert result.exit_code != 0 and "empty" in result.output
+
+
+def test_help_of_a_subcommand_exits_cleanly():
+    result = run("generate", "--help")
+    assert result.exit_code == 0 and "--max-tokens" in result.output

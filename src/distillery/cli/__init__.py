@@ -27,7 +27,8 @@ class DistilleryGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ValueError, FileNotFoundError, PermissionError, RuntimeError, KeyError) as e:
-            if isinstance(e, click.ClickException):
+            # click's own control flow (Exit for --help, Abort) subclasses RuntimeError
+            if isinstance(e, click.ClickException | click.exceptions.Exit | click.Abort):
                 raise
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise UserError(str(msg).splitlines()[0] if str(msg) else type(e).__name__) from e
