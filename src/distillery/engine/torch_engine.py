@@ -148,6 +148,8 @@ def _top_p_mask(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 class TorchEngine:
     """The in-process engine (CPU or one GPU)."""
 
+    continuous_batching = True  # generate() takes admit= and on_result=
+
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 64):
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer

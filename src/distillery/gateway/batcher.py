@@ -112,6 +112,9 @@ class Batcher:
                 requests.append(r)
                 owners.append((job, li))
         streaming = any(j.deltas is not None for j in jobs)
+        if self.max_batch > 1 and getattr(self.engine, "continuous_batching", False):
+            self._run_continuous(requests, owners)
+            return
 
         def on_delta(d: StreamDelta) -> None:
             job, li = owners[d.request_index]
@@ -130,12 +133,76 @@ class Batcher:
             for job in jobs:
                 job.loop.call_soon_threadsafe(job._finish, e)
             return
-        self.batches += 1
-        self.batched_requests += len(requests)
-        if self.on_batch is not None:
-            self.on_batch(len(requests))
+        self._count(len(requests))
         start = 0
         for job in jobs:
             part = results[start : start + len(job.requests)]
             start += len(job.requests)
             job.loop.call_soon_threadsafe(job._finish, part)
+
+    def _count(self, n: int) -> None:
+        self.batches += 1
+        self.batched_requests += n
+        if self.on_batch is not None:
+            self.on_batch(n)
+
+    def _run_continuous(self, requests: list[GenerationRequest], owners: list) -> None:
+        """Continuous batching: jobs that arrive while the engine decodes join its running
+        batch between two decode steps, and each job is answered as soon as it finishes.
+        Every request enters through `admit`, so one that cannot run fails alone."""
+        first = list(requests)
+        initial, owners = list(owners), []  # owners: engine index -> (job, local index)
+        parts: dict[int, list] = {}  # id(job) -> its results so far
+        answered: set[int] = set()
+
+        def admit(free: int) -> list[GenerationRequest]:
+            if first:
+                owners.extend(initial)
+                batch = first[:]
+                first.clear()
+                return batch
+            new: list[GenerationRequest] = []
+            while len(new) < free and not self._stop:
+                try:
+                    job = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:  # close(): finish what runs, admit nothing more
+                    self._stop = True
+                    break
+                for li, r in enumerate(job.requests):
+                    new.append(r)
+                    owners.append((job, li))
+            if new:
+                self._count(len(new))
+            return new
+
+        def on_delta(d: StreamDelta) -> None:
+            job, li = owners[d.request_index]
+            if job.deltas is not None:
+                job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
+
+        def on_result(index: int, result: GenerationResult | Exception) -> None:
+            job, li = owners[index]
+            if id(job) in answered:
+                return
+            if isinstance(result, Exception):
+                answered.add(id(job))
+                parts.pop(id(job), None)
+                job.loop.call_soon_threadsafe(job._finish, result)
+                return
+            got = parts.setdefault(id(job), [None] * len(job.requests))
+            got[li] = result
+            if all(r is not None for r in got):
+                answered.add(id(job))
+                del parts[id(job)]
+                job.loop.call_soon_threadsafe(job._finish, got)
+
+        self._count(len(requests))
+        try:
+            self.engine.generate([], on_delta, admit=admit, on_result=on_result)
+        except Exception as e:
+            log.warning("engine failed: %s", type(e).__name__)
+            for job in {id(j): j for j, _ in owners}.values():
+                if id(job) not in answered:
+                    job.loop.call_soon_threadsafe(job._finish, e)
