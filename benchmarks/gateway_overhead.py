@@ -43,7 +43,8 @@ def in_process(n: int) -> np.ndarray:
     return np.array(out)
 
 
-def start(url: str) -> tuple[subprocess.Popen, str, str]:
+def start(url: str, model: str = "fake", *extra: str) -> tuple[subprocess.Popen, str, str]:
+    """A `distillery serve` subprocess with a fresh account; (process, base URL, API key)."""
     store.migrate(url)
     db = store.make_engine(url)
     store.create_account(db, f"bench-{os.getpid()}-{time.time_ns()}")
@@ -51,7 +52,7 @@ def start(url: str) -> tuple[subprocess.Popen, str, str]:
     db.dispose()
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "distillery"), "serve", "--model", "fake",
+        [str(Path(sys.executable).parent / "distillery"), "serve", "--model", model, *extra,
          "--watermark", "none", "--database", url, "--port", str(port), "--rpm", "1000000000",
          "--tpm", "1000000000", "--max-queue", "4096"], stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
