@@ -120,7 +120,7 @@ def main() -> None:
     t_all = time.perf_counter()
 
     from distillery.distill import EvalConfig, TrainConfig, evaluate, train, verify_manifest
-    from distillery.distill.evaluate import write_eval
+    from distillery.distill.evaluation import write_eval
     from distillery.harvest import HarvestConfig, harvest, read_rows, to_parquet
 
     t0 = time.perf_counter()

@@ -75,7 +75,7 @@ def evaluate(dataset, config_path, no_rouge, json_out, **flags) -> None:
 
     cfg = load_config(EvalConfig, config_path, section="evaluate", dataset=dataset,
                       rouge=False if no_rouge else None, **flags)
-    from distillery.distill.evaluate import evaluate, write_eval
+    from distillery.distill.evaluation import evaluate, write_eval
 
     r = evaluate(cfg)
     click.echo(f"{r.n_prompts} held-out prompts, {r.wall_s:.0f} s")

@@ -10,8 +10,8 @@ import importlib
 
 _WHERE = {
     "EvalConfig": "config", "TrainConfig": "config",
-    "EvalResult": "evaluate", "Metric": "evaluate", "evaluate": "evaluate",
-    "gap_closed": "evaluate",
+    "EvalResult": "evaluation", "Metric": "evaluation", "evaluate": "evaluation",
+    "gap_closed": "evaluation",
     "bits": "losses", "response_ce_loss": "losses", "topk_kl_loss": "losses",
     "build_manifest": "manifest", "dataset_summary": "manifest", "verify_manifest": "manifest",
     "TrainResult": "trainer", "load_student": "trainer", "train": "trainer",
