@@ -1,0 +1,108 @@
+"""Watermark cost in generation, and detection throughput.
+
+Generation: SmolLM2 answers the same prompts with no watermark, KGW (hash construction), the
+Gumbel-max sampler and transformers' KGW (lefthash), at batch 1 and 16, 64 new tokens. The
+configurations run interleaved, round after round, so machine noise hits them alike; each
+reports the median tokens/s over rounds. Also the processor alone (ms per step).
+Detection: tokens scored per second on a 10,000-token text, for 1 key and for 1,000 keys.
+
+    .venv/bin/python benchmarks/watermark_speed.py   (one thread: the machine is shared)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from distillery.engine import SamplingParams, TorchEngine, chat_request
+from distillery.watermark import KeyRing, TransformersKGW, make_scheme, score_keys
+
+ROUNDS = int(os.environ.get("ROUNDS", 3))
+NEW_TOKENS = 64
+PROMPT = "Write a long, detailed story about a lighthouse keeper and a storm."
+
+
+def _timed(f, reps: int) -> float:
+    f()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def generation(engine: TorchEngine, schemes: dict) -> dict:
+    out: dict = {}
+    for batch in (1, 16):
+        rates: dict[str, list[float]] = {name: [] for name in schemes}
+        for _ in range(ROUNDS):
+            for name, scheme in schemes.items():
+                reqs = []
+                for i in range(batch):
+                    p = SamplingParams(max_tokens=NEW_TOKENS, temperature=0.7, top_p=0.95,
+                                       repetition_penalty=1.1, seed=i)
+                    reqs.append(chat_request(engine.tokenizer,
+                                             [{"role": "user", "content": PROMPT}],
+                                             scheme.apply(p) if scheme else p))
+                t = time.perf_counter()
+                n = sum(r.completion_tokens for r in engine.generate(reqs))
+                rates[name].append(n / (time.perf_counter() - t))
+        base = statistics.median(rates["none"])
+        out[batch] = {name: {"tok_s": statistics.median(r),
+                             "slowdown_pct": 100 * (1 - statistics.median(r) / base)}
+                      for name, r in rates.items()}
+        print(f"batch {batch}: {json.dumps(out[batch])}", flush=True)
+    return out
+
+
+def processor_cost(schemes: dict, vocab: int) -> dict:
+    out = {}
+    for batch in (1, 16):
+        ids = torch.randint(0, vocab, (batch, 200))
+        logits = torch.randn(batch, vocab)
+        out[batch] = {name: 1e3 * _timed(lambda s=s, i=ids, x=logits: s(i, x), 20)
+                      for name, s in schemes.items() if s is not None}
+    print(f"processor ms/step: {json.dumps(out)}", flush=True)
+    return out
+
+
+def detection(ring: KeyRing) -> dict:
+    ids = np.random.default_rng(0).integers(0, 49152, 10_000)
+    out = {}
+    for name in ("kgw", "gumbel"):
+        scheme = make_scheme(name, ring, account="a0")
+        for k in (1, 1000):
+            keys = [ring.account_key(f"a{i}") for i in range(k)]
+            dt = _timed(lambda s=scheme, ks=keys: score_keys(ids, s, "account", ks), 3)
+            out[f"{name}-{k}"] = {"s": dt, "tokens_per_s": len(ids) / dt,
+                                  "token_keys_per_s": len(ids) * k / dt}
+    tk = TransformersKGW(vocab_size=49152, key=ring.account_key("a0"))
+    t = time.perf_counter()
+    score_keys(ids[:2000], tk, "global", [tk.global_key])
+    cold = time.perf_counter() - t
+    out["kgw-transformers-1-cold"] = {"s": cold, "tokens_per_s": 2000 / cold}
+    print(f"detection: {json.dumps(out)}", flush=True)
+    return out
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    ring = KeyRing.generate()
+    engine = TorchEngine.from_name("smollm2-135m-instruct")
+    vocab = engine.model.config.vocab_size
+    schemes = {"none": None, "kgw": make_scheme("kgw", ring, account="alice"),
+               "gumbel": make_scheme("gumbel", ring, account="alice"),
+               "kgw-transformers": TransformersKGW(vocab_size=vocab, key=ring.account_key("a"))}
+    results = {"processor_ms": processor_cost(schemes, vocab), "detection": detection(ring),
+               "generation": generation(engine, schemes)}
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Watermarks: the key ring, schemes (KGW, Gumbel-max), and text detection.
+
+    ring = KeyRing.load()                                   # file (0600) or environment
+    scheme = make_scheme("kgw", ring, account="alice")
+    params = scheme.apply(SamplingParams(...))              # generation marks its output
+    detect(text, tokenizer, scheme)                         # zero-bit: the provider's key
+    detect(text, tokenizer, scheme, layer="account")        # attribution: alice's key
+    scan(text, tokenizer, make_schemes("kgw", ring, accounts))  # which account?
+"""
+
+from distillery.watermark.detect import (
+    DetectionResult,
+    KeyTest,
+    ScanResult,
+    TokenMark,
+    detect,
+    detect_ids,
+    scan,
+    scan_ids,
+    score_keys,
+)
+from distillery.watermark.factory import SCHEMES, make_scheme, make_schemes
+from distillery.watermark.gumbel import Gumbel
+from distillery.watermark.keys import KeyFileError, KeyRing, WatermarkKey, default_key_path
+from distillery.watermark.kgw import KGW
+from distillery.watermark.kgw_transformers import TRANSFORMERS_DEFAULT_KEY, TransformersKGW
+from distillery.watermark.scheme import Layer, WatermarkScheme
+
+__all__ = [
+    "KGW", "SCHEMES", "TRANSFORMERS_DEFAULT_KEY", "DetectionResult", "Gumbel", "KeyFileError",
+    "KeyRing", "KeyTest", "Layer", "ScanResult", "TokenMark", "TransformersKGW", "WatermarkKey",
+    "WatermarkScheme", "default_key_path", "detect", "detect_ids", "make_scheme",
+    "make_schemes", "scan", "scan_ids", "score_keys",
+]
