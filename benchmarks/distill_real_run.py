@@ -13,7 +13,7 @@ served by the in-process engine behind distillery.harvest.testserver.
 
 Small scale on the shared 2-core CPU (what BENCHMARKS.md records):
     OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/distill_real_run.py \
-        --queries 200 --run-dir runs/real-200 > runs/real-200.log 2>&1 &
+        --queries 100 --run-dir runs/real-100 > runs/real-100.log 2>&1 &
 Full scale (issue 5's acceptance: >= 1,000 answers): --queries 1000 --epochs 2 (hours on CPU;
 minutes on one GPU).
 """

@@ -100,11 +100,11 @@ def test_bad_key_fails_without_retrying(fake_server, tmp_path):
 
 def test_client_side_rate_limit_spaces_requests(fake_server, tmp_path):
     url, state = fake_server
-    harvest(prompts(4), tmp_path / "d.jsonl", cfg(url, api_keys=["k"], rpm_per_key=600))
+    harvest(prompts(4), tmp_path / "d.jsonl", cfg(url, api_keys=["k"], rpm_per_key=300))
     ts = [r.t for r in state.records]
-    # 4 requests at 600/min leave the client 0.1 s apart: >= 0.3 s first to last (arrival
-    # jitter on a loaded machine can shift single gaps, not the span)
-    assert ts[-1] - ts[0] >= 0.28
+    # 4 requests at 300/min leave the client 0.2 s apart: 0.6 s first to last; arrival jitter
+    # on a loaded machine (the first request also opens the connection) shifts it a little
+    assert ts[-1] - ts[0] >= 0.45
 
 
 def test_torn_last_line_is_cut_and_the_run_resumes(fake_server, tmp_path):
