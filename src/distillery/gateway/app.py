@@ -31,7 +31,7 @@ def load_engine(config: ServeConfig):
     from distillery.engine import TorchEngine
 
     return TorchEngine.from_name(config.model, dtype=config.dtype,
-                                 max_batch_size=max(64, config.max_batch_size))
+                                 max_batch_size=config.max_batch_size)
 
 
 def load_watermark(config: ServeConfig):

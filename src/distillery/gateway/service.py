@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 ASYNC_TOKENIZE_CHARS = 20_000  # longer prompts are tokenized off the event loop
 
 
+MIN_LOGPROB = -9999.0  # OpenAI's stand-in for -inf (outside the top-p nucleus): valid JSON
+
+
+def _finite(lp: float) -> float:
+    return max(lp, MIN_LOGPROB)
+
+
 def _lp_chat(tok) -> dict:
     def item(text: str, lp: float) -> dict:
-        return {"token": text, "logprob": lp, "bytes": list(text.encode())}
+        return {"token": text, "logprob": _finite(lp), "bytes": list(text.encode())}
 
     return {**item(tok.token, tok.logprob),
             "top_logprobs": [item(t, lp) for _i, t, lp in tok.top]}
@@ -37,8 +44,8 @@ def _lp_completion(tokens, with_top: bool) -> dict:
         offsets.append(pos)
         pos += len(t.token)
     return {"tokens": [t.token for t in tokens],
-            "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": [{tt: lp for _i, tt, lp in t.top} for t in tokens]
+            "token_logprobs": [_finite(t.logprob) for t in tokens],
+            "top_logprobs": [{tt: _finite(lp) for _i, tt, lp in t.top} for t in tokens]
             if with_top else None,
             "text_offset": offsets}
 
