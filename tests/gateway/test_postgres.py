@@ -2,30 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
-import pytest
-from sqlalchemy import text
-
-from distillery import store
-
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def pg_url():
-    schema = f"distillery_gw_{secrets.token_hex(4)}"
-    admin = store.make_engine(PG)
-    try:
-        with admin.begin() as c:
-            c.execute(text(f"create schema {schema}"))
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL unavailable: {type(e).__name__}")
-    yield f"{PG}?options=-csearch_path%3D{schema}"
-    with admin.begin() as c:
-        c.execute(text(f"drop schema {schema} cascade"))
-    admin.dispose()
-
 
 def test_gateway_records_usage_in_postgresql(make_live, pg_url):
     lv = make_live(database=pg_url)

@@ -3,7 +3,6 @@ real PostgreSQL on 127.0.0.1:5432 (in a schema of its own, dropped afterwards)."
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -11,28 +10,10 @@ from sqlalchemy import func, inspect, select, text
 
 from distillery import store
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path}/store.db"
-
-
-@pytest.fixture
-def pg_url():
-    pytest.importorskip("psycopg")
-    schema = f"distillery_test_{secrets.token_hex(4)}"
-    admin = store.make_engine(PG)
-    try:
-        with admin.begin() as c:
-            c.execute(text(f"create schema {schema}"))
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unavailable: {type(e).__name__}")
-    yield f"{PG}?options=-csearch_path%3D{schema}"
-    with admin.begin() as c:
-        c.execute(text(f"drop schema {schema} cascade"))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
