@@ -18,17 +18,16 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
+from distillery.engine.batch import Batch, Row, holdback
 from distillery.engine.params import (
     Choice,
     GenerationRequest,
     GenerationResult,
-    SamplingParams,
     StreamDelta,
     TokenLogprob,
 )
@@ -47,90 +46,6 @@ def end_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) ->
         if isinstance(tid, int) and tid != tokenizer.unk_token_id:
             ids.add(tid)
     return {i for i in ids if i is not None}
-
-
-@dataclass
-class _Row:
-    """One choice being decoded."""
-
-    request_index: int
-    choice_index: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    generator: torch.Generator
-    ids: list[int] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    text: str = ""
-    emitted: int = 0  # characters of text already streamed
-    finish_reason: str | None = None
-
-
-@dataclass
-class _Batch:
-    """The running batch: rows, left-padded ids and mask, KV cache, next-token logits."""
-
-    rows: list[_Row]
-    seqs: torch.Tensor  # (b, T) prompt + generated ids, left-padded
-    attn: torch.Tensor  # (b, T) 1 = real token
-    cache: DynamicCache  # per layer keys/values (b, heads, T, head_dim)
-    logits: torch.Tensor  # (b, V) next-token logits
-    seen: torch.Tensor  # (b, V) ids already in each row, for the repetition penalty
-
-    def select(self, idx: torch.Tensor) -> None:
-        """Keep rows idx; drop the left columns that are padding in every remaining row."""
-        self.rows = [self.rows[i] for i in idx.tolist()]
-        for layer in self.cache.layers:
-            layer.batch_select_indices(idx)
-        self.seqs, self.attn, self.seen = self.seqs[idx], self.attn[idx], self.seen[idx]
-        self.logits = self.logits[idx]
-        if len(self.rows) and type(self.cache.layers[0]) is DynamicLayer:
-            start = int(self.attn.any(0).int().argmax())
-            if start > 0:
-                self.seqs, self.attn = self.seqs[:, start:], self.attn[:, start:]
-                for layer in self.cache.layers:
-                    layer.keys = layer.keys[:, :, start:]
-                    layer.values = layer.values[:, :, start:]
-
-    def append(self, tokens: torch.Tensor) -> None:
-        self.seqs = torch.cat([self.seqs, tokens[:, None]], dim=1)
-        self.attn = torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=1)
-        self.seen.scatter_(1, tokens[:, None], True)
-
-    def merge(self, other: _Batch, pad_id: int) -> None:
-        """Continuous batching: join a freshly prefilled batch, left-padding the shorter one.
-
-        Keys already carry their rotary position, so padding on the left changes nothing for
-        the real tokens; masked columns are ignored by attention.
-        """
-        T = max(self.attn.shape[1], other.attn.shape[1])
-
-        def left(x: torch.Tensor, dim: int, value=0) -> torch.Tensor:
-            pad = T - x.shape[dim]
-            if pad == 0:
-                return x
-            shape = list(x.shape)
-            shape[dim] = pad
-            return torch.cat([x.new_full(shape, value), x], dim=dim)
-
-        for a, b in zip(self.cache.layers, other.cache.layers, strict=True):
-            a.keys = torch.cat([left(a.keys, 2), left(b.keys, 2)])
-            a.values = torch.cat([left(a.values, 2), left(b.values, 2)])
-        self.seqs = torch.cat([left(self.seqs, 1, pad_id), left(other.seqs, 1, pad_id)])
-        self.attn = torch.cat([left(self.attn, 1), left(other.attn, 1)])
-        self.logits = torch.cat([self.logits, other.logits])
-        self.seen = torch.cat([self.seen, other.seen])
-        self.rows = self.rows + other.rows
-
-
-def _holdback(text: str, stops: list[str]) -> int:
-    """Characters at the end of text to hold back: a suffix that may begin a stop string."""
-    hold = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), hold, -1):
-            if text.endswith(s[:k]):
-                hold = k
-                break
-    return hold
 
 
 def _top_p_mask(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -167,7 +82,7 @@ class TorchEngine:
     def encode(self, prompt: str | list[int]) -> list[int]:
         return list(prompt) if isinstance(prompt, list) else self.tokenizer.encode(prompt)
 
-    def _rows(self, index: int, req: GenerationRequest) -> list[_Row]:
+    def _rows(self, index: int, req: GenerationRequest) -> list[Row]:
         """The n rows of one request; ValueError when it cannot run."""
         ids = self.encode(req.prompt)
         if not ids:
@@ -181,7 +96,7 @@ class TorchEngine:
         for c in range(req.params.n):
             seed = req.params.seed + c if req.params.seed is not None else secrets.randbits(63)
             gen = torch.Generator(device=self.device).manual_seed(seed)
-            rows.append(_Row(index, c, ids, req.params, gen))
+            rows.append(Row(index, c, ids, req.params, gen))
         return rows
 
     @torch.inference_mode()
@@ -202,15 +117,15 @@ class TorchEngine:
         no state for requests already answered. Without `admit`, an invalid request raises
         before any work is done.
         """
-        pending: list[_Row] = []
-        open_rows: dict[int, list[_Row]] = {}  # request index -> its rows, until all finish
+        pending: list[Row] = []
+        open_rows: dict[int, list[Row]] = {}  # request index -> its rows, until all finish
         for i, req in enumerate(requests):
             open_rows[i] = self._rows(i, req)
             pending.extend(open_rows[i])
         results: list[GenerationResult | None] = [None] * len(requests)
         next_index = len(requests)
 
-        def finished(r: _Row) -> None:
+        def finished(r: Row) -> None:
             rows = open_rows[r.request_index]
             if all(x.finish_reason is not None for x in rows):
                 del open_rows[r.request_index]
@@ -220,7 +135,7 @@ class TorchEngine:
                 if on_result is not None:
                     on_result(r.request_index, res)
 
-        def take(free: int) -> list[_Row]:
+        def take(free: int) -> list[Row]:
             """Rows to start now: queued ones first, then newly admitted requests."""
             nonlocal next_index
             while admit is not None and len(pending) < free and (new := admit(free - len(pending))):
@@ -242,7 +157,7 @@ class TorchEngine:
             self._decode(rows, on_delta, finished, take)
         return results
 
-    def _result(self, rows: list[_Row]) -> GenerationResult:
+    def _result(self, rows: list[Row]) -> GenerationResult:
         return GenerationResult(
             prompt_tokens=len(rows[0].prompt_ids),
             choices=[Choice(index=r.choice_index, text=r.text, token_ids=r.ids,
@@ -251,7 +166,7 @@ class TorchEngine:
                      for r in sorted(rows, key=lambda r: r.choice_index)],
         )
 
-    def _prefill(self, rows: list[_Row]) -> _Batch:
+    def _prefill(self, rows: list[Row]) -> Batch:
         B, L = len(rows), max(len(r.prompt_ids) for r in rows)
         dev = self.device
         seqs = torch.full((B, L), self.pad_id, dtype=torch.long, device=dev)  # left-padded
@@ -266,14 +181,14 @@ class TorchEngine:
         seen = torch.zeros((B, out.logits.shape[-1]), dtype=torch.bool, device=dev)
         for i, r in enumerate(rows):
             seen[i, torch.tensor(r.prompt_ids, device=dev)] = True
-        return _Batch(rows, seqs, attn, cache, out.logits[:, -1, :].float(), seen)
+        return Batch(rows, seqs, attn, cache, out.logits[:, -1, :].float(), seen)
 
     def _decode(
         self,
-        rows: list[_Row],
+        rows: list[Row],
         on_delta: Callable[[StreamDelta], None] | None,
-        finished: Callable[[_Row], None],
-        take: Callable[[int], list[_Row]],
+        finished: Callable[[Row], None],
+        take: Callable[[int], list[Row]],
     ) -> None:
         """Run a batch until every row in it (admitted ones included) has finished."""
         batch = self._prefill(rows)
@@ -305,7 +220,7 @@ class TorchEngine:
                 batch.merge(self._prefill(new_rows), self.pad_id)
 
     def _pick(
-        self, rows: list[_Row], seqs: torch.Tensor, logits: torch.Tensor, seen: torch.Tensor
+        self, rows: list[Row], seqs: torch.Tensor, logits: torch.Tensor, seen: torch.Tensor
     ) -> torch.Tensor:
         """Next token of each row; records logprobs where asked. seqs (b, T), logits (b, V)."""
         if any(r.params.repetition_penalty != 1 for r in rows):
@@ -365,7 +280,7 @@ class TorchEngine:
         return tokens
 
     def _advance(
-        self, r: _Row, token: int, on_delta: Callable[[StreamDelta], None] | None
+        self, r: Row, token: int, on_delta: Callable[[StreamDelta], None] | None
     ) -> None:
         """Append a token to a row; decide whether it finished; stream the text now safe."""
         r.ids.append(token)
@@ -386,7 +301,7 @@ class TorchEngine:
         if on_delta is None:
             return
         if r.finish_reason is None:
-            safe = len(r.text) - _holdback(r.text, stops)
+            safe = len(r.text) - holdback(r.text, stops)
             if r.text[:safe].endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for more
                 safe = r.text.rfind("\ufffd", r.emitted)
         else:
