@@ -3,7 +3,9 @@
 Generation: SmolLM2 answers the same prompts with no watermark, KGW (hash construction), the
 Gumbel-max sampler and transformers' KGW (lefthash), at batch 1 and 16, 64 new tokens. The
 configurations run interleaved, round after round, so machine noise hits them alike; each
-reports the median tokens/s over rounds. Also the processor alone (ms per step).
+reports the median tokens/s over rounds, by wall clock and by this process's CPU time (on a
+shared, oversubscribed machine the CPU-time ratio is the one to trust). Also the processor
+alone (CPU ms per step).
 Detection: tokens scored per second on a 10,000-token text, for 1 key and for 1,000 keys.
 
     .venv/bin/python benchmarks/watermark_speed.py   (one thread: the machine is shared)
@@ -28,12 +30,13 @@ PROMPT = "Write a long, detailed story about a lighthouse keeper and a storm."
 
 
 def _timed(f, reps: int) -> float:
+    """Median CPU seconds of this process per call (wall time is at the mercy of the load)."""
     f()
     ts = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = time.process_time()
         f()
-        ts.append(time.perf_counter() - t)
+        ts.append(time.process_time() - t)
     return statistics.median(ts)
 
 
@@ -41,6 +44,7 @@ def generation(engine: TorchEngine, schemes: dict) -> dict:
     out: dict = {}
     for batch in (1, 16):
         rates: dict[str, list[float]] = {name: [] for name in schemes}
+        cpu_rates: dict[str, list[float]] = {name: [] for name in schemes}
         for _ in range(ROUNDS):
             for name, scheme in schemes.items():
                 reqs = []
@@ -50,12 +54,17 @@ def generation(engine: TorchEngine, schemes: dict) -> dict:
                     reqs.append(chat_request(engine.tokenizer,
                                              [{"role": "user", "content": PROMPT}],
                                              scheme.apply(p) if scheme else p))
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 n = sum(r.completion_tokens for r in engine.generate(reqs))
                 rates[name].append(n / (time.perf_counter() - t))
+                cpu_rates[name].append(n / (time.process_time() - c))
         base = statistics.median(rates["none"])
+        cpu_base = statistics.median(cpu_rates["none"])
         out[batch] = {name: {"tok_s": statistics.median(r),
-                             "slowdown_pct": 100 * (1 - statistics.median(r) / base)}
+                             "slowdown_pct": 100 * (1 - statistics.median(r) / base),
+                             "tok_per_cpu_s": statistics.median(cpu_rates[name]),
+                             "cpu_slowdown_pct":
+                                 100 * (1 - statistics.median(cpu_rates[name]) / cpu_base)}
                       for name, r in rates.items()}
         print(f"batch {batch}: {json.dumps(out[batch])}", flush=True)
     return out
@@ -83,9 +92,9 @@ def detection(ring: KeyRing) -> dict:
             out[f"{name}-{k}"] = {"s": dt, "tokens_per_s": len(ids) / dt,
                                   "token_keys_per_s": len(ids) * k / dt}
     tk = TransformersKGW(vocab_size=49152, key=ring.account_key("a0"))
-    t = time.perf_counter()
+    t = time.process_time()
     score_keys(ids[:2000], tk, "global", [tk.global_key])
-    cold = time.perf_counter() - t
+    cold = time.process_time() - t
     out["kgw-transformers-1-cold"] = {"s": cold, "tokens_per_s": 2000 / cold}
     print(f"detection: {json.dumps(out)}", flush=True)
     return out

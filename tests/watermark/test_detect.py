@@ -32,13 +32,21 @@ def test_tuples_of_the_prompt_are_not_scored(ring):
 def test_detect_text_with_marks(tiny_engine, tokenizer, ring):
     scheme = make_scheme("kgw", ring, account="alice")
     choice = _marked(tiny_engine, scheme, n=1)[0]
-    r = detect(choice.text, tokenizer, scheme, marks=True)
+    r = detect(choice.text, tokenizer, scheme, layer="global", marks=True)
     assert r.p_value < 1e-6 and r.key_id == ring.global_key().key_id
     assert len(r.marks) == r.n_tokens
     assert sum(m.scored for m in r.marks) == r.n_scored
     assert sum(m.score for m in r.marks if m.scored) == r.score
     assert {m.layer for m in r.marks[scheme.start:]} == {"global", "account"}
     dataclasses.asdict(r)  # serialisable for --json
+
+
+def test_detect_defaults_to_the_schemes_own_key(tiny_engine, tokenizer, ring):
+    scheme = make_scheme("gumbel", ring, account="carol")
+    text = _marked(tiny_engine, scheme, n=1)[0].text
+    r = detect(text, tokenizer, scheme)
+    assert r.key_id == scheme.key_id == ring.account_key("carol").key_id
+    assert r.layer == "account" and r.p_value < 1e-6
 
 
 def test_scan_names_the_account_and_adjusts(tiny_engine, tokenizer, ring):

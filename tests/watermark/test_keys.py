@@ -33,6 +33,14 @@ def test_missing_and_malformed_files_say_what_to_do(tmp_path):
         KeyRing.load(bad)
 
 
+def test_generate_with_a_path_writes_the_default_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    ring = KeyRing.generate(tmp_path / "watermark.key")
+    assert KeyRing.load().global_key() == ring.global_key()  # $DISTILLERY_HOME/watermark.key
+    assert issubclass(KeyFileError, ValueError)
+
+
 def test_save_refuses_to_overwrite(tmp_path):
     p = KeyRing.generate().save(tmp_path / "k")
     with pytest.raises(FileExistsError, match="rotate"):

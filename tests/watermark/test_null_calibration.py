@@ -2,9 +2,10 @@
 
 Each null text is scored with a fresh random key ring (the probability in a p-value is over
 keys), as token ids directly. Sources: uniform random token streams, repetitive loops with a
-little noise, templated sentences, Python source code, and unmarked tiny-model outputs. A
-rate passes when its count is at most the 99.5% quantile of Binom(N, alpha), i.e. alpha lies
-within the rate's 99% binomial interval or above it.
+little noise, templated sentences, Python source code, and unmarked tiny-model outputs (only
+64: sampling them costs ~0.4 s of CPU each). A rate passes when its count is at most the
+99.5% quantile of Binom(N, alpha): alpha lies within the rate's 99% binomial interval or above.
+Every configuration is checked on the global layer; the default one on the account layer too.
 """
 
 import sysconfig
@@ -70,7 +71,7 @@ def null_texts(tiny_engine) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(20231)
     tok = tiny_engine.tokenizer
     texts = {
-        "random": [rng.integers(0, V, rng.integers(30, 301)) for _ in range(4500)],
+        "random": [rng.integers(0, V, rng.integers(30, 301)) for _ in range(4600)],
         "repetitive": _repetitive(rng, 2000),
         "templated": [np.array(tok.encode(_template_text(rng), add_special_tokens=False))
                       for _ in range(1500)],
@@ -83,7 +84,7 @@ def null_texts(tiny_engine) -> dict[str, list[np.ndarray]]:
     texts["code"] = code[:2000]
     # unmarked model outputs; transformers' generate skips the engine's per-step decoding
     torch.manual_seed(0)
-    starts = torch.tensor(rng.integers(3, V, (256, 2)))
+    starts = torch.tensor(rng.integers(3, V, (64, 2)))
     out = tiny_engine.model.generate(starts, attention_mask=torch.ones_like(starts),
                                      do_sample=True, max_new_tokens=100, min_new_tokens=100,
                                      pad_token_id=tiny_engine.pad_id)
@@ -110,7 +111,7 @@ def _bound(n: int, alpha: float) -> int:
 def test_false_positive_rate_at_alpha(null_texts, config):
     name, params = CONFIGS[config]
     everything = [t for v in null_texts.values() for t in v]
-    for layer in ("global", "account"):
+    for layer in ("global", "account") if config == "kgw-lefthash" else ("global",):
         p = _p_values(everything, name, params, layer)
         for alpha in ALPHAS:
             hits = int((p <= alpha).sum())

@@ -16,7 +16,7 @@ def watermark() -> None:
 
 @watermark.command()
 @click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="key file (default: $DISTILLERY_HOME/watermark/master.key)")
+              help="key file (default: $DISTILLERY_HOME/watermark.key)")
 @click.option("--rotate", is_flag=True, help="add a new master version (old ones stay)")
 def keygen(path: Path | None, rotate: bool) -> None:
     """Create the secret master key (mode 0600), or rotate it. Prints only public key ids."""

@@ -12,10 +12,22 @@ import numpy as np
 
 
 def _row_ids(rows: np.ndarray) -> np.ndarray:
-    """(N, w) integer rows -> (N,) ids, equal exactly when rows are equal."""
+    """(N, w) integer rows -> (N,) int64 ids, equal exactly when rows are equal.
+
+    Rows of small non-negative ints (token ids: w * bits <= 63) are packed into one int64,
+    exactly; others go through np.unique(axis=0), ~10x slower.
+    """
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    if rows.shape[1] == 0:
-        return np.zeros(len(rows), dtype=np.int64)
+    n, w = rows.shape
+    if w == 0 or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    lo, hi = rows.min(), rows.max()
+    bits = max(int(hi).bit_length(), 1)
+    if lo >= 0 and bits * w <= 63:
+        packed = rows[:, 0].copy()
+        for j in range(1, w):
+            packed = (packed << bits) | rows[:, j]
+        return packed
     _, inverse = np.unique(rows, axis=0, return_inverse=True)
     return inverse.reshape(-1)
 

@@ -3,8 +3,8 @@
     ring = KeyRing.load()                                   # file (0600) or environment
     scheme = make_scheme("kgw", ring, account="alice")
     params = scheme.apply(SamplingParams(...))              # generation marks its output
-    detect(text, tokenizer, scheme)                         # zero-bit: the provider's key
-    detect(text, tokenizer, scheme, layer="account")        # attribution: alice's key
+    detect(text, tokenizer, scheme)                         # alice's key (scheme.key_id)
+    detect(text, tokenizer, scheme, layer="global")         # zero-bit: the provider's key
     scan(text, tokenizer, make_schemes("kgw", ring, accounts))  # which account?
 """
 
@@ -21,14 +21,20 @@ from distillery.watermark.detect import (
 )
 from distillery.watermark.factory import SCHEMES, make_scheme, make_schemes
 from distillery.watermark.gumbel import Gumbel
-from distillery.watermark.keys import KeyFileError, KeyRing, WatermarkKey, default_key_path
+from distillery.watermark.keys import (
+    AccountKey,
+    KeyFileError,
+    KeyRing,
+    WatermarkKey,
+    default_key_path,
+)
 from distillery.watermark.kgw import KGW
 from distillery.watermark.kgw_transformers import TRANSFORMERS_DEFAULT_KEY, TransformersKGW
 from distillery.watermark.scheme import Layer, WatermarkScheme
 
 __all__ = [
-    "KGW", "SCHEMES", "TRANSFORMERS_DEFAULT_KEY", "DetectionResult", "Gumbel", "KeyFileError",
-    "KeyRing", "KeyTest", "Layer", "ScanResult", "TokenMark", "TransformersKGW", "WatermarkKey",
-    "WatermarkScheme", "default_key_path", "detect", "detect_ids", "make_scheme",
+    "KGW", "SCHEMES", "TRANSFORMERS_DEFAULT_KEY", "AccountKey", "DetectionResult", "Gumbel",
+    "KeyFileError", "KeyRing", "KeyTest", "Layer", "ScanResult", "TokenMark", "TransformersKGW",
+    "WatermarkKey", "WatermarkScheme", "default_key_path", "detect", "detect_ids", "make_scheme",
     "make_schemes", "scan", "scan_ids", "score_keys",
 ]

@@ -125,13 +125,14 @@ def score_keys(ids: Sequence[int] | np.ndarray, scheme: WatermarkScheme, layer: 
 
 
 def scored_tokens(ids: Sequence[int] | np.ndarray, scheme: WatermarkScheme,
-                  layer: Layer = "global", prompt_ids: Sequence[int] | None = None,
+                  layer: Layer | None = None, prompt_ids: Sequence[int] | None = None,
                   dedup: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The tokens one key's test scores, in text order: (positions (T,), scores (T,)).
 
     For reports (token marks) and for power curves on the first T scored tokens.
     """
     ids = np.asarray(ids, dtype=np.int64)
+    layer = layer or scheme.own_layer
     key = scheme.key_for(layer)
     tuples, positions, _ = _layer_tuples(ids, scheme, layer, prompt_ids)
     if not len(tuples):
@@ -142,9 +143,11 @@ def scored_tokens(ids: Sequence[int] | np.ndarray, scheme: WatermarkScheme,
 
 
 def detect_ids(ids: Sequence[int] | np.ndarray, scheme: WatermarkScheme,
-               layer: Layer = "global", prompt_ids: Sequence[int] | None = None,
+               layer: Layer | None = None, prompt_ids: Sequence[int] | None = None,
                dedup: bool = True) -> DetectionResult:
-    """One key (the scheme's key of `layer`) on a text given as token ids."""
+    """One key on a text given as token ids: the scheme's key of `layer`; by default its own
+    key (scheme.key_id: the account layer's when it has one)."""
+    layer = layer or scheme.own_layer
     return score_keys(ids, scheme, layer, [scheme.key_for(layer)], prompt_ids, dedup)[0]
 
 
@@ -167,15 +170,18 @@ def encode(text: str, tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
 
 
 def detect(text: str, tokenizer: PreTrainedTokenizerBase, scheme: WatermarkScheme,
-           layer: Layer = "global", prompt: str | None = None, dedup: bool = True,
+           layer: Layer | None = None, prompt: str | None = None, dedup: bool = True,
            marks: bool = False) -> DetectionResult:
     """Is `text` marked by `scheme`'s key of `layer`? Exact test on de-duplicated tokens.
 
+    layer: "global" (the provider key: zero-bit), "account" (attribution), or None for the
+    scheme's own key (scheme.key_id).
     prompt: tuples that also occur in it are not scored (a model copying its context is not
     marked). marks: attach per-token marks for reports.
     """
     ids = encode(text, tokenizer)
     prompt_ids = encode(prompt, tokenizer) if prompt else None
+    layer = layer or scheme.own_layer
     result = detect_ids(ids, scheme, layer, prompt_ids, dedup)
     if marks:
         from dataclasses import replace
@@ -197,7 +203,7 @@ def scan_ids(ids: Sequence[int] | np.ndarray, schemes: Sequence[WatermarkScheme]
     results: list[DetectionResult | None] = [None] * len(schemes)
     for idx in groups.values():
         head = schemes[idx[0]]
-        layer: Layer = "account" if head.account_key is not None else "global"
+        layer = head.own_layer
         keys = [schemes[i].key_for(layer) for i in idx]
         for i, r in zip(idx, score_keys(ids, head, layer, keys, prompt_ids, dedup), strict=True):
             results[i] = r

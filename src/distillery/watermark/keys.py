@@ -36,12 +36,12 @@ FILE_FORMAT = "distillery-watermark-keyring/1"
 Scope = Literal["global", "account"]
 
 
-class KeyFileError(PermissionError):
-    """The key file is missing, unreadable, malformed, or readable by others."""
+class KeyFileError(ValueError):
+    """The key file (or variable) is missing, malformed, or readable by others."""
 
 
 def default_key_path() -> Path:
-    return distillery_home() / "watermark" / "master.key"
+    return distillery_home() / "watermark.key"
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ class WatermarkKey:
     def seed64(self, label: str = "seed") -> int:
         """A 64-bit integer seed for the integer hash (prf.py)."""
         return int.from_bytes(self.derive(label)[:8], "little")
+
+
+AccountKey = WatermarkKey  # the name the gateway contract uses; one class for both scopes
 
 
 def _fingerprint(secret: bytes) -> str:
@@ -92,8 +95,12 @@ class KeyRing:
         return sorted(self._versions)
 
     @classmethod
-    def generate(cls) -> KeyRing:
-        return cls({1: secrets.token_bytes(32)})
+    def generate(cls, path: str | Path | None = None) -> KeyRing:
+        """A new random master key (version 1); written to `path` (mode 0600) when given."""
+        ring = cls({1: secrets.token_bytes(32)})
+        if path is not None:
+            ring.save(path)
+        return ring
 
     def rotated(self) -> KeyRing:
         """A ring with a new current version; old versions stay for detection."""

@@ -48,19 +48,21 @@ _C1s, _C2s, _GOLDENs, _STARTs = (_signed(c) for c in (C1, C2, GOLDEN, WINDOW_STA
 
 # ---- numpy (uint64) ----------------------------------------------------------------------
 
+_U30, _U27, _U31, _U1, _U11 = (np.uint64(k) for k in (30, 27, 31, 1, 11))
+_UC1, _UC2, _UGOLDEN = np.uint64(C1), np.uint64(C2), np.uint64(GOLDEN)
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser over a uint64 array (wrapping arithmetic)."""
+    """SplitMix64 finaliser over a uint64 array (array arithmetic wraps silently)."""
     x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(C1)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(C2)
-    return x ^ (x >> np.uint64(31))
+    x = (x ^ (x >> _U30)) * _UC1
+    x = (x ^ (x >> _U27)) * _UC2
+    return x ^ (x >> _U31)
 
 
 def token_hash(tokens: np.ndarray) -> np.ndarray:
     t = np.asarray(tokens).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        return mix64(t * np.uint64(GOLDEN) + np.uint64(1))
+    return mix64(t * _UGOLDEN + _U1)
 
 
 def window_hash(windows: np.ndarray) -> np.ndarray:
@@ -77,13 +79,12 @@ def keyed(h: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
 
 
 def combine(c: np.ndarray, t: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return (np.asarray(c, dtype=np.uint64) | np.uint64(1)) * np.asarray(t, dtype=np.uint64)
+    return (np.asarray(c, dtype=np.uint64) | _U1) * np.asarray(t, dtype=np.uint64)
 
 
 def unit(h: np.ndarray) -> np.ndarray:
     """Top 53 bits -> float64 in (0, 1): (k + 0.5) / 2^53."""
-    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / TWO53
+    return ((h >> _U11).astype(np.float64) + 0.5) / TWO53
 
 
 def threshold(frac: float) -> int:

@@ -54,12 +54,24 @@ class WatermarkScheme(ABC):
 
     # ---- identity --------------------------------------------------------------------
 
-    def key_for(self, layer: Layer) -> WatermarkKey:
+    def key_for(self, layer: Layer | None) -> WatermarkKey:
+        """The key of a layer; None: the scheme's own key (see key_id)."""
+        if layer is None:
+            return self.account_key or self.global_key
         if layer == "global":
             return self.global_key
         if layer == "account" and self.account_key is not None:
             return self.account_key
         raise ValueError(f"this {self.name} scheme has no {layer!r} layer (no account key)")
+
+    @property
+    def own_layer(self) -> Layer:
+        return "global" if self.account_key is None else "account"
+
+    @property
+    def key_id(self) -> str:
+        """The scheme's own key: the account's for attribution, else the global one."""
+        return (self.account_key or self.global_key).key_id
 
     @property
     def key_ids(self) -> dict[str, str]:
