@@ -100,3 +100,16 @@ def test_interrupted_save_leaves_no_cache(home_with_tokenizer, monkeypatch):
 def test_unknown_dtype_is_rejected():
     with pytest.raises(ValueError, match="float32"):
         loader.parse_dtype("float8")
+
+
+def test_a_cache_written_concurrently_by_another_process_wins(tmp_path):
+    target = tmp_path / "model"
+
+    def other_process_finishes_first(tmp):
+        (tmp / "ours").write_text("x")
+        target.mkdir()
+        (target / "theirs").write_text("y")
+
+    loader._write_atomically(target, other_process_finishes_first)
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -10,6 +10,7 @@ half-written cache that a later load would trust.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -64,11 +65,17 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _write_atomically(target: Path, write) -> None:
-    tmp = target.with_name(target.name + f".tmp-{time.time_ns()}")
+    """write(tmp) then rename tmp -> target. If another process cached the same thing first
+    (the rename finds target there), its copy wins and ours is dropped."""
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:
         write(tmp)
         tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
