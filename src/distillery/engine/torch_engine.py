@@ -48,16 +48,21 @@ def end_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) ->
     return {i for i in ids if i is not None}
 
 
-def _top_p_mask(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def _top_p_mask(logits: torch.Tensor, top_p: torch.Tensor, k: int = 256) -> torch.Tensor:
     """Nucleus sampling (Holtzman et al. 2019): keep the smallest set with mass >= top_p.
 
     logits: (b, V), top_p: (b, 1). Returns logits with the tail set to -inf.
+    A full sort of the vocabulary per row costs more than the watermark; the nucleus almost
+    always lies within the k most likely tokens, so look there first (exact: rows whose top k
+    hold less than top_p of the mass fall back to the full sort).
     """
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    cum = sorted_logits.softmax(-1).cumsum(-1)
-    drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p  # mass before this token
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(-1)
+    top_v, top_i = probs.topk(min(k, probs.shape[-1]), dim=-1)  # (b, k), most likely first
+    if not bool((top_v.sum(-1, keepdim=True) >= top_p).all()):
+        top_v, top_i = probs.sort(dim=-1, descending=True)
+    keep_sorted = (top_v.cumsum(-1) - top_v) < top_p  # mass before this token < top_p
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, top_i, keep_sorted)
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 class TorchEngine:
