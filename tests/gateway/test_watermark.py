@@ -43,19 +43,18 @@ def test_responses_carry_their_accounts_key(make_live, tiny_engine, ring_env, sc
             assert res.adjusted_p < 1e-2
 
 
-@pytest.mark.slow
 def test_watermark_detect_cli_names_the_account(make_live, tiny_engine, ring_env, tmp_path):
     lv = make_live(engine=tiny_engine, model="tiny-random", watermark="kgw")
     lv.new_key("bob")
     r = lv.client().chat.completions.create(
-        model="tiny-random", messages=[{"role": "user", "content": "hello"}], max_tokens=60)
+        model="tiny-random", messages=[{"role": "user", "content": "hello"}], max_tokens=120)
     f = tmp_path / "answer.txt"
     f.write_text(r.choices[0].message.content)
     from distillery.cli import main
 
-    names = ",".join(store.list_account_names(lv.url))  # until detect reads the database
+    assert store.list_account_names(lv.url) == ["alice", "bob"]
     out = CliRunner().invoke(main, ["watermark", "detect", str(f), "--all-accounts",
-                                    "--accounts", names, "--model", "tiny-random"])
+                                    "--database", lv.url, "--model", "tiny-random"])
     assert out.exit_code == 0, out.output
     assert "best account: alice" in out.output
 

@@ -35,13 +35,26 @@ def keygen(path: Path | None, rotate: bool) -> None:
     click.echo(f"global key id: {ring.global_key().key_id}")
 
 
-def _accounts(accounts: str | None, accounts_file: Path | None) -> list[str]:
+def _accounts(accounts: str | None, accounts_file: Path | None, database: str | None
+              ) -> list[str]:
+    """The names given, else every account in the gateway's database."""
     names = [a.strip() for a in (accounts or "").split(",") if a.strip()]
     if accounts_file:
         names += [ln.strip() for ln in accounts_file.read_text().splitlines() if ln.strip()]
     if not names:
-        raise click.BadParameter("--all-accounts needs --accounts a,b,c or --accounts-file FILE "
-                                 "(the gateway's database will provide them later)")
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from distillery import store
+
+        where = database or store.default_url()
+        try:
+            names = store.list_account_names(database)
+        except SQLAlchemyError as e:
+            raise click.ClickException(f"cannot read accounts from {where}: "
+                                       f"{type(e).__name__} (is it the gateway's database?)"
+                                       ) from None
+        if not names:
+            raise click.ClickException(f"no accounts in {where}: give --accounts a,b,c")
     return list(dict.fromkeys(names))
 
 
@@ -56,7 +69,10 @@ def _echo_result(label: str, r) -> None:
               show_default=True)
 @click.option("--account", default=None, help="also test this account's key (attribution)")
 @click.option("--all-accounts", is_flag=True, help="scan every account's key (Holm-adjusted)")
-@click.option("--accounts", default=None, help="comma-separated account names for --all-accounts")
+@click.option("--accounts", default=None, help="comma-separated account names for --all-accounts"
+              " [default: every account in --database]")
+@click.option("--database", default=None, help="the gateway's database, for --all-accounts "
+              "[default: SQLite at $DISTILLERY_HOME/distillery.db]")
 @click.option("--accounts-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="one account name a line, for --all-accounts")
 @click.option("--prompt-file", type=click.File("r"), default=None,
@@ -67,8 +83,8 @@ def _echo_result(label: str, r) -> None:
 @click.option("--no-dedup", is_flag=True, help="score repeated (window, token) tuples again "
               "(invalidates the p-value on repetitive text; for comparison only)")
 @click.option("--json", "as_json", is_flag=True)
-def detect(file, scheme_name, account, all_accounts, accounts, accounts_file, prompt_file,
-           model_name, key_path, no_dedup, as_json) -> None:
+def detect(file, scheme_name, account, all_accounts, accounts, database, accounts_file,
+           prompt_file, model_name, key_path, no_dedup, as_json) -> None:
     """Test FILE for the watermark: the provider key, one account's, or all accounts'."""
     from distillery.models import load_tokenizer
     from distillery.watermark import KeyRing, make_scheme, make_schemes
@@ -83,7 +99,7 @@ def detect(file, scheme_name, account, all_accounts, accounts, accounts_file, pr
     prompt = prompt_file.read() if prompt_file else None
     dedup = not no_dedup
     if all_accounts:
-        schemes = make_schemes(scheme_name, ring, _accounts(accounts, accounts_file))
+        schemes = make_schemes(scheme_name, ring, _accounts(accounts, accounts_file, database))
         res = scan_text(text, tokenizer, schemes, prompt, dedup)
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(res)))
