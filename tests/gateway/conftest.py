@@ -97,3 +97,11 @@ def make_live(tmp_path):
     yield make
     for lv in started:
         lv.server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_live(tmp_path_factory):
+    """One gateway (fake engine) shared by a whole test module."""
+    lv = start_live(tmp_path_factory.mktemp("live"))
+    yield lv
+    lv.server.stop()

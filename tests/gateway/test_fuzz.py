@@ -8,20 +8,8 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import start_live
-
-    lv = start_live(tmp_path_factory.mktemp("fuzz"))
-    yield lv
-    lv.server.stop()
-
-
-def test_openapi_fuzz_finds_no_5xx(fuzz_server):
+def test_openapi_fuzz_finds_no_5xx(module_live):
+    fuzz_server = module_live
     schema = schemathesis.openapi.from_url(fuzz_server.server.base_url + "/openapi.json")
     headers = {"Authorization": f"Bearer {fuzz_server.key}"}
     failures = []
