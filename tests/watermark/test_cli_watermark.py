@@ -76,10 +76,12 @@ def test_all_accounts_from_a_file_as_json(marked, tmp_path):
     assert out["best_account"] == "bob" and len(out["per_key"]) == 3
 
 
-def test_detect_flags_and_errors(marked):
+def test_detect_flags_and_errors(marked, tmp_path):
     path, env = marked
-    r = run("watermark", "detect", str(path), "--all-accounts", env=env)
-    assert r.exit_code != 0 and "--accounts" in r.output
+    no_gateway = f"sqlite:///{tmp_path}/not-a-gateway.db"
+    r = run("watermark", "detect", str(path), "--all-accounts", "--database", no_gateway,
+            env=env)
+    assert r.exit_code != 0 and "--accounts" in r.output and "not-a-gateway.db" in r.output
     r = run("watermark", "detect", str(path), "--scheme", "gumbel", env=env)
     assert r.exit_code == 0 and "p=" in r.stdout  # wrong scheme: runs, finds nothing strong
     r = run("generate", "--model", "tiny-random", "--account", "bob", "Hi", env=env)

@@ -50,9 +50,9 @@ def _accounts(accounts: str | None, accounts_file: Path | None, database: str | 
         try:
             names = store.list_account_names(database)
         except SQLAlchemyError as e:
-            raise click.ClickException(f"cannot read accounts from {where}: "
-                                       f"{type(e).__name__} (is it the gateway's database?)"
-                                       ) from None
+            raise click.ClickException(
+                f"cannot read accounts from {where} ({type(e).__name__}: is it the gateway's "
+                "database?): give --database URL, or the names with --accounts a,b,c") from None
         if not names:
             raise click.ClickException(f"no accounts in {where}: give --accounts a,b,c")
     return list(dict.fromkeys(names))
