@@ -111,10 +111,10 @@ class Batcher:
             for li, r in enumerate(job.requests):
                 requests.append(r)
                 owners.append((job, li))
-        streaming = any(j.deltas is not None for j in jobs)
-        if self.max_batch > 1 and getattr(self.engine, "continuous_batching", False):
+        if self.max_batch > 1 and self.engine.continuous_batching:
             self._run_continuous(requests, owners)
             return
+        streaming = any(j.deltas is not None for j in jobs)
 
         def on_delta(d: StreamDelta) -> None:
             job, li = owners[d.request_index]

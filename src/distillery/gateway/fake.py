@@ -54,6 +54,7 @@ class WhitespaceTokenizer:
 
 
 class FakeEngine:
+    continuous_batching = False  # the Engine protocol: generate() takes no admit=
     def __init__(self, tokens: int = 8, tokenizer=None, model_name: str = "fake",
                  max_context: int = 8192):
         self.tokens = tokens
