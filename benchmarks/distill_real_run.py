@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -110,6 +111,12 @@ def main() -> None:
     ap.add_argument("--eval-max", type=int, default=60)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snapshot-queries", type=int, nargs="*", default=[250, 500],
+                    help="also evaluate (bits per byte) the student after its first n answers: "
+                         "gap closed against queries from one run (with --epochs 1)")
+    ap.add_argument("--harvest-only", action="store_true",
+                    help="stop after the harvest (then rerun without it: the harvest resumes "
+                         "as already done)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -135,9 +142,13 @@ def main() -> None:
     timings["harvest_s"] = time.perf_counter() - t0
     log.info("harvest: %s", rep)
     to_parquet(data, run / "dataset.parquet")
+    if args.harvest_only:
+        return
     rows = read_rows(data)
     n_train = sum(1 for _ in rows) * (1 - args.heldout_fraction)
     steps = max(1, math.ceil(args.epochs * n_train / args.batch_size))
+    snap = {n: math.ceil(n / args.batch_size) for n in args.snapshot_queries
+            if math.ceil(n / args.batch_size) < steps}
 
     t0 = time.perf_counter()
     tcfg = TrainConfig(dataset=str(data), output_dir=str(run / "student-run"),
@@ -145,7 +156,8 @@ def main() -> None:
                        max_steps=steps, max_len=args.max_len, learning_rate=2e-4,
                        warmup_steps=min(10, steps // 5), heldout_fraction=args.heldout_fraction,
                        eval_every=0, save_every=5, eval_max_examples=args.eval_max,
-                       num_threads=args.threads, seed=args.seed)
+                       num_threads=args.threads, seed=args.seed,
+                       snapshot_steps=tuple(snap.values()))
     tres = train(tcfg, progress=False)
     timings["train_s"] = time.perf_counter() - t0
     log.info("train: %s", tres)
@@ -157,6 +169,14 @@ def main() -> None:
                       num_threads=args.threads, seed=args.seed)
     eres = evaluate(ecfg)
     write_eval(run / "eval.json", eres, ecfg)
+    curve = []
+    for n, step in snap.items():  # bits per byte only: ROUGE-L needs generation (slow)
+        d = run / "student-run" / "snapshots" / f"step-{step:06d}"
+        r = evaluate(dataclasses.replace(ecfg, student=str(d), rouge=False))
+        curve.append({"queries": n, "steps": step, "bpb": r.bpb.__dict__})
+    curve.append({"queries": round(n_train), "steps": steps, "bpb": eres.bpb.__dict__,
+                  "rouge_l": eres.rouge_l.__dict__ if eres.rouge_l else None})
+    (run / "gap_vs_queries.json").write_text(json.dumps(curve, indent=2))
     timings["evaluate_s"] = time.perf_counter() - t0
     problems = verify_manifest(run / "student-run" / "manifest.json", data)
     timings["total_s"] = time.perf_counter() - t_all
@@ -165,7 +185,8 @@ def main() -> None:
                            "failed": rep.failed, "completion_tokens": rep.completion_tokens,
                            "tokens_per_s": rep.tokens_per_s, "retries": rep.retries},
                "train": json.loads((run / "student-run" / "train_result.json").read_text()),
-               "eval": eres.to_dict(), "manifest_problems": problems, "timings": timings,
+               "eval": eres.to_dict(), "gap_vs_queries": curve,
+               "manifest_problems": problems, "timings": timings,
                "threads": args.threads, "args": vars(args)}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("summary: %s", json.dumps(summary, indent=2))

@@ -1,4 +1,5 @@
 from distillery.distill.data import (
+    Example,
     VocabMap,
     batches,
     collate,
@@ -46,9 +47,24 @@ def test_split_is_deterministic_and_disjoint(echo_rows):
 
 
 def test_batches_are_a_pure_function_of_seed_and_epoch():
-    exs = list(range(10))
-    assert batches(exs, 3, 0, 1) == batches(exs, 3, 0, 1) != batches(exs, 3, 0, 2)
-    assert sorted(i for b in batches(exs, 3, 0, 0) for i in b) == exs
+    exs = [Example([1] * (1 + i % 7), [IGNORE] * (1 + i % 7)) for i in range(10)]
+    for group in (1, 16):
+        assert batches(exs, 3, 0, 1, group) == batches(exs, 3, 0, 1, group)
+        assert batches(exs, 3, 0, 1, group) != batches(exs, 3, 0, 2, group)
+        assert sorted(i for b in batches(exs, 3, 0, 0, group) for i in b) == list(range(10))
+
+
+def test_grouping_by_length_cuts_padding():
+    import random
+
+    rng = random.Random(0)
+    exs = [Example([1] * n, [IGNORE] * n) for n in (rng.randint(20, 256) for _ in range(512))]
+
+    def padded(bs):
+        return sum(len(b) * max(len(exs[i].input_ids) for i in b) for b in bs)
+
+    real = sum(len(e.input_ids) for e in exs)
+    assert padded(batches(exs, 8, 0, 0, group=16)) < 1.15 * real < padded(batches(exs, 8, 0, 0, 1))
 
 
 def test_topk_targets_align_with_a_shared_tokenizer(engine_dataset):

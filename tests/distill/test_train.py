@@ -25,7 +25,7 @@ def tcfg(data, out, **kw):
 @pytest.fixture(scope="module")
 def trained(echo_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return out, train(tcfg(echo_dataset, out), progress=False)
+    return out, train(tcfg(echo_dataset, out, snapshot_steps=(3,)), progress=False)
 
 
 def test_a_few_lora_steps_lower_the_heldout_loss(trained):
@@ -53,6 +53,17 @@ def test_manifest_is_complete_and_matches_the_dataset(trained, echo_dataset, tmp
     changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
     problems = verify_manifest(out / "manifest.json", changed)
     assert any("sha256" in p for p in problems)
+
+
+def test_snapshot_keeps_the_student_after_its_step(trained):
+    out, _ = trained
+    import torch
+
+    early, _, _ = load_student(out / "snapshots" / "step-000003")
+    final, _, _ = load_student(out / "student")
+    lora = [n for n, _ in early.named_parameters() if "lora_B" in n][0]
+    a, b = dict(early.named_parameters())[lora], dict(final.named_parameters())[lora]
+    assert a.abs().sum() > 0 and not torch.equal(a, b)
 
 
 def test_student_loads_with_its_adapter(trained):

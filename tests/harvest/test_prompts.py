@@ -32,7 +32,7 @@ def test_seed_category_filter_and_unknown_category():
 
 def test_taxonomy_sweep_covers_every_domain():
     ps = taxonomy_prompts()
-    assert len(ps) == 360 and len({p.hash for p in ps}) == 360
+    assert len(ps) == 720 and len({p.hash for p in ps}) == 720
     assert len({p.category for p in ps}) == 12
 
 

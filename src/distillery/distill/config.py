@@ -31,6 +31,9 @@ class TrainConfig:
     eval_every: int = 50              # held-out loss every N steps (0 = start and end only)
     eval_max_examples: int = 64
     save_every: int = 50              # checkpoint every N steps (0 = end only)
+    # also save the student as it is after these steps (snapshots/step-NNNNNN/, a learning
+    # curve from one run: the student after the first n * batch_size answers)
+    snapshot_steps: tuple[int, ...] = ()
     log_every: int = 10
     seed: int = 0
     dtype: str = "float32"
@@ -56,6 +59,8 @@ class TrainConfig:
             raise ValueError("max_len must be >= 16 tokens")
         if not 0 <= self.heldout_fraction < 1:
             raise ValueError("heldout_fraction must be in [0, 1)")
+        if any(s < 1 for s in self.snapshot_steps):
+            raise ValueError("snapshot_steps must be >= 1")
         if min(self.eval_every, self.save_every, self.warmup_steps) < 0 or self.log_every < 1:
             raise ValueError("eval_every, save_every, warmup_steps must be >= 0, log_every >= 1")
 

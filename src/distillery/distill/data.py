@@ -152,8 +152,23 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch (indices), a pure function of (seed, epoch): resumable."""
+def batches(examples: list[Example], batch_size: int, seed: int, epoch: int,
+            group: int = 16) -> list[list[int]]:
+    """The batches of one epoch (indices), a pure function of (seed, epoch): resumable.
+
+    Grouped by length (as transformers' `group_by_length`): the shuffled examples are cut into
+    groups of `group` batches, each group is sorted by length before it is cut into batches,
+    and the batches are shuffled, so a batch pads little and the order stays random.
+    group=1 is a plain shuffle.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(examples)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(order)
+    span = batch_size * max(1, group)
+    out = []
+    for g in range(0, len(order), span):
+        chunk = sorted(order[g : g + span], key=lambda i: len(examples[i].input_ids))
+        out += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if group > 1:
+        rng.shuffle(out)
+    return out

@@ -29,7 +29,8 @@ import torch
 
 from distillery.distill.config import EvalConfig
 from distillery.distill.data import answer_text, split_rows
-from distillery.distill.losses import IGNORE, bits
+from distillery.distill.forward import answer_logits
+from distillery.distill.losses import IGNORE
 from distillery.harvest.dataset import read_rows
 from distillery.harvest.rouge import rouge_l
 from distillery.models.chat import format_chat
@@ -87,8 +88,10 @@ def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: in
             ids[b, : len(s)] = torch.tensor(s)
             attn[b, : len(s)] = 1
             labels[b, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
-        logits = model(input_ids=ids.to(dev), attention_mask=attn.to(dev)).logits
-        for b, v in zip(idx, bits(logits, labels.to(dev)).tolist(), strict=True):
+        logits, targets, keep = answer_logits(model, ids.to(dev), attn.to(dev), labels.to(dev))
+        tok_lp = logits.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0]
+        per_row = torch.zeros(len(idx), device=dev).index_add_(0, keep.nonzero()[:, 0], -tok_lp)
+        for b, v in zip(idx, (per_row / math.log(2)).tolist(), strict=True):
             out[b] = v
     return out
 

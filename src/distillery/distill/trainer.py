@@ -9,6 +9,7 @@ scheduler and the step.
 Layout of output_dir:
   checkpoints/step-NNNNNN/  trainable.pt, optimizer.pt, scheduler.pt, state.json (last 2 kept)
   student/                  the final student (LoRA adapter or full model) + student.json
+  snapshots/step-NNNNNN/    the student after step N, for each of cfg.snapshot_steps
   train_result.json, manifest.json
 """
 
@@ -24,10 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from distillery.distill.config import TrainConfig
 from distillery.distill.data import Example, batches, collate, encode_rows, split_rows
-from distillery.distill.losses import response_ce_loss, topk_kl_loss
+from distillery.distill.forward import answer_logits
+from distillery.distill.losses import topk_kl_loss
 from distillery.harvest.dataset import read_rows
 
 log = logging.getLogger(__name__)
@@ -66,12 +69,15 @@ def apply_lora(model, cfg: TrainConfig):
 
 
 def step_loss(model, batch: dict[str, torch.Tensor], kd_weight: float) -> torch.Tensor:
-    """(1 - w) * response CE + w * top-k KL (losses.py); the KL term only where targets exist."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    ce = response_ce_loss(out.logits, batch["labels"])
+    """(1 - w) * response CE + w * top-k KL (losses.py); the KL term only where targets exist.
+    Logits are computed only at answer positions (forward.py)."""
+    logits, targets, keep = answer_logits(model, batch["input_ids"], batch["attention_mask"],
+                                          batch["labels"])
+    ce = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
     if kd_weight == 0 or "kd_b" not in batch:
         return ce
-    s = out.logits[batch["kd_b"], batch["kd_t"]]  # (N, V)
+    row = keep.flatten().cumsum(0).view_as(keep) - 1  # (b, t) -> row of logits
+    s = logits[row[batch["kd_b"], batch["kd_t"]]]  # (N, V)
     kd = topk_kl_loss(s, batch["kd_ids"], batch["kd_lp"], batch["kd_mask"])
     return (1 - kd_weight) * ce + kd_weight * kd
 
@@ -87,10 +93,10 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     total, n = 0.0, 0
     for i in range(0, len(examples), batch_size):
         b = {k: v.to(dev) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-        k = int((b["labels"][:, 1:] != -100).sum())
-        total += float(response_ce_loss(out.logits, b["labels"])) * k
-        n += k
+        logits, targets, _ = answer_logits(model, b["input_ids"], b["attention_mask"],
+                                           b["labels"])
+        total += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+        n += len(targets)
     model.train(was_training)
     return total / max(n, 1)
 
@@ -119,8 +125,8 @@ def _save_checkpoint(out: Path, step: int, model, opt, sched) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_student(model, tokenizer, cfg: TrainConfig, out: Path) -> Path:
-    d = out / "student"
+def save_student(model, tokenizer, cfg: TrainConfig, out: Path, name: str = "student") -> Path:
+    d = out / name
     shutil.rmtree(d, ignore_errors=True)
     model.save_pretrained(d)
     tokenizer.save_pretrained(d)
@@ -240,6 +246,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                      heldout_loss(model, held_ex, pad, cfg.batch_size))
         if cfg.save_every and step % cfg.save_every == 0:
             _save_checkpoint(out, step, model, opt, sched)
+        if step in cfg.snapshot_steps:
+            save_student(model, tok, cfg, out, f"snapshots/step-{step:06d}")
     train_s = time.perf_counter() - t_loop
     if bar is not None:
         bar.close()

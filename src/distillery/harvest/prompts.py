@@ -104,11 +104,16 @@ TAXONOMY_TEMPLATES = [
     "Give a concrete example that illustrates {topic}.",
     "Write a short quiz question about {topic}, then answer it.",
     "Why does {topic} matter in everyday life?",
+    "Compare {topic} with a related idea and explain the difference.",
+    "What is the history behind {topic}, in a few sentences?",
+    "List the key terms someone should know about {topic}, with a one-line definition each.",
+    "What question about {topic} do experts still debate, and why?",
+    "Summarise {topic} in exactly three bullet points.",
 ]
 
 
 def taxonomy_prompts(templates: list[str] | None = None) -> list[Prompt]:
-    """Every (domain, subtopic, template): 12 x 6 x 5 = 360 prompts with the defaults."""
+    """Every (domain, subtopic, template): 12 x 6 x 10 = 720 prompts with the defaults."""
     out = []
     for domain, topics in TAXONOMY.items():
         for topic in topics:

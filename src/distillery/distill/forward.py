@@ -1,0 +1,42 @@
+"""Forward passes that compute logits only where a loss reads them.
+
+A student's LM head is most of its cost: Gemma-3-270M has 170M of its 270M parameters in a
+262k-token embedding, so the (B, T, V) logits of a batch cost more than the transformer body
+and hold gigabytes. Training and evaluation only read the positions that predict an answer
+token (labels != IGNORE): the body runs on the whole batch, the head only on those rows.
+`answer_logits` equals `model(...).logits` at those positions (tested), for plain and
+LoRA-wrapped (peft) models; a model whose head it cannot find falls back to the full forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from distillery.distill.losses import IGNORE
+
+
+def _body_and_head(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(base, getattr(base, "base_model_prefix", ""), None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if body is None or head is None or getattr(base.config, "logit_scale", None):
+        return base, None, None
+    return base, body, head
+
+
+def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (logits (N, V), targets (N,), keep (B, T-1)): logits at every position t whose
+    next token labels[:, t+1] is labelled, in row-major order of keep."""
+    keep = labels[:, 1:] != IGNORE
+    targets = labels[:, 1:][keep]
+    base, body, head = _body_and_head(model)
+    if body is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits[:, :-1][keep], targets, keep
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    logits = head(hidden[:, :-1][keep])
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits, targets, keep

@@ -1,0 +1,49 @@
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+from distillery.distill.forward import answer_logits
+from distillery.distill.losses import IGNORE
+
+
+def tiny(kind: str):
+    torch.manual_seed(0)
+    if kind == "llama":
+        cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+        return LlamaForCausalLM(cfg).eval()
+    cfg = Gemma3TextConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           head_dim=8, final_logit_softcapping=5.0, sliding_window=4)
+    return Gemma3ForCausalLM(cfg).eval()
+
+
+def batch():
+    ids = torch.randint(0, 97, (3, 9), generator=torch.Generator().manual_seed(1))
+    attn = torch.ones_like(ids)
+    attn[1, 6:] = 0
+    labels = ids.clone()
+    labels[:, :3] = IGNORE
+    labels[1, 6:] = IGNORE
+    labels[2, :7] = IGNORE
+    return ids, attn, labels
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3-softcap"])
+@pytest.mark.parametrize("lora", [False, True])
+def test_answer_logits_equal_the_full_forward_at_answer_positions(kind, lora):
+    model = tiny(kind)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+        for n, p in model.named_parameters():  # non-zero adapters, so they must be used
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.5)
+    ids, attn, labels = batch()
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        logits, targets, keep = answer_logits(model, ids, attn, labels)
+    assert keep.sum() == len(targets) == len(logits) == 6 + 3 + 2
+    torch.testing.assert_close(logits, full[keep], rtol=1e-5, atol=1e-5)
+    assert torch.equal(targets, labels[:, 1:][keep])
