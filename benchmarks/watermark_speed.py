@@ -6,6 +6,10 @@ configurations run interleaved, round after round, so machine noise hits them al
 reports the median tokens/s over rounds, by wall clock and by this process's CPU time (on a
 shared, oversubscribed machine the CPU-time ratio is the one to trust). Also the processor
 alone (CPU ms per step).
+In-loop share: the same generation with the watermark's call timed inside the engine loop
+(wall clock, same process, same moment as the step it belongs to), so slowdown = watermark
+time / (generation time - watermark time) holds even when the machine's load swings. For
+Gumbel this is an upper bound: its sampler replaces the engine's own multinomial draw.
 Detection: tokens scored per second on a 10,000-token text, for 1 key and for 1,000 keys.
 
     .venv/bin/python benchmarks/watermark_speed.py   (one thread: the machine is shared)
@@ -70,6 +74,48 @@ def generation(engine: TorchEngine, schemes: dict) -> dict:
     return out
 
 
+class Timed:
+    """Wraps a logits processor or sampler and sums the wall time spent in it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def __call__(self, *args):
+        t = time.perf_counter()
+        out = self.inner(*args)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def in_loop_share(engine: TorchEngine, schemes: dict) -> dict:
+    out: dict = {}
+    for batch in (1, 16):
+        out[batch] = {}
+        for name, scheme in schemes.items():
+            if scheme is None:
+                continue
+            timed, total, wm = Timed(scheme), 0.0, 0.0
+            for _ in range(ROUNDS):
+                reqs = []
+                for i in range(batch):
+                    p = scheme.apply(SamplingParams(max_tokens=NEW_TOKENS, temperature=0.7,
+                                                    top_p=0.95, repetition_penalty=1.1, seed=i))
+                    if p.sampler is scheme:
+                        p.sampler = timed
+                    p.logits_processors = [timed if x is scheme else x
+                                           for x in p.logits_processors]
+                    reqs.append(chat_request(engine.tokenizer,
+                                             [{"role": "user", "content": PROMPT}], p))
+                timed.seconds, t = 0.0, time.perf_counter()
+                engine.generate(reqs)
+                total += time.perf_counter() - t
+                wm += timed.seconds
+            out[batch][name] = {"watermark_ms_per_step": 1e3 * wm / (ROUNDS * NEW_TOKENS),
+                                "slowdown_pct": 100 * wm / (total - wm)}
+        print(f"in-loop share, batch {batch}: {json.dumps(out[batch])}", flush=True)
+    return out
+
+
 def processor_cost(schemes: dict, vocab: int) -> dict:
     out = {}
     for batch in (1, 16):
@@ -108,7 +154,8 @@ def main() -> None:
     schemes = {"none": None, "kgw": make_scheme("kgw", ring, account="alice"),
                "gumbel": make_scheme("gumbel", ring, account="alice"),
                "kgw-transformers": TransformersKGW(vocab_size=vocab, key=ring.account_key("a"))}
-    results = {"processor_ms": processor_cost(schemes, vocab), "detection": detection(ring),
+    results = {"processor_ms": processor_cost(schemes, vocab),
+               "in_loop": in_loop_share(engine, schemes), "detection": detection(ring),
                "generation": generation(engine, schemes)}
     print(json.dumps(results, indent=1))
 

@@ -43,6 +43,20 @@ def test_gumbel_uniforms_equal_detection_side(ring):
         assert np.allclose(scores, -np.log1p(-r[i]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [0.01, 1.0, 4.0, 30.0])  # flat .. peaked
+@pytest.mark.parametrize("vocab", [40, V])
+def test_gumbel_sampler_equals_the_full_race(ring, scale, vocab):
+    scheme = make_scheme("gumbel", ring, account="alice", context_width=2)
+    g = torch.Generator().manual_seed(int(scale * 100) + vocab)
+    for trial in range(20):
+        ids = torch.randint(0, vocab, (16, 6), generator=g)
+        logits = torch.randn(16, vocab, generator=g) * scale
+        if trial % 2:  # top-p style mask: -inf outside a nucleus
+            logits[:, torch.randperm(vocab, generator=g)[: vocab // 2]] = -torch.inf
+        full = (scheme.uniforms_t(ids, vocab).log() / logits.double().softmax(-1)).argmax(-1)
+        assert torch.equal(scheme(ids, logits), full)
+
+
 def test_layer_split_follows_global_share(ring):
     ids = np.random.default_rng(0).integers(0, V, 20000)
     assert abs(make_scheme("kgw", ring, account="a").global_positions(ids).mean() - 0.5) < 0.02
