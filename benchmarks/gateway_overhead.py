@@ -1,10 +1,26 @@
 """Gateway overhead against calling the engine in-process, with the fake instant engine.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--database URL] [--requests 2000]
+        [--servers bare,gateway] [--no-httpx]
 
-The gateway runs in a subprocess (`distillery serve --model fake`, usage logging on); the
-client is httpx (keep-alive). Added latency = round trip through the gateway minus the
-in-process engine call (median). Throughput: 16 concurrent clients.
+Each server runs in its own subprocess (this file with `--serve`), usage logging on:
+
+- `bare`: uvicorn with a raw ASGI app that reads the body and answers a canned
+  chat-completion JSON of the same size: the floor any Python HTTP server sets.
+- `gateway`: `distillery serve --model fake` (the app, auth, rate limits, batcher thread,
+  usage rows); `gateway:asyncio:h11` picks uvicorn's loop and HTTP parser (A/B of uvloop and
+  httptools), `gateway@DIR` runs the package found in DIR/src (A/B of two checkouts).
+
+Two clients. `raw`: a blocking socket (sequential) or asyncio streams (concurrent) sending
+pre-built HTTP/1.1 keep-alive requests and reading the response by its Content-Length, so
+the client costs microseconds. `httpx`: the keep-alive client of the first version of this
+benchmark; it costs ~1 ms a request itself, which that version counted as gateway overhead.
+
+The servers are measured in alternating blocks (bare, gateway, bare, ...), so that a change
+in the machine's load hits them alike. Reported, per server: sequential round trip p50/p99
+(one client), requests/s and p50/p99 with 16 concurrent clients; and the gateway's added
+latency two ways: over the in-process engine call (the issue's definition) and over the bare
+server (what the gateway itself costs).
 """
 
 from __future__ import annotations
@@ -14,6 +30,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +47,9 @@ from distillery.gateway.server import free_port
 
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "what is a fox"}],
         "max_tokens": 8}
+BODY_BYTES = json.dumps(BODY).encode()
+WARMUP = 200
+CLIENTS = 16
 
 
 def in_process(n: int) -> np.ndarray:
@@ -43,44 +63,184 @@ def in_process(n: int) -> np.ndarray:
     return np.array(out)
 
 
-def start(url: str, model: str = "fake", *extra: str) -> tuple[subprocess.Popen, str, str]:
-    """A `distillery serve` subprocess with a fresh account; (process, base URL, API key)."""
+# -- servers (subprocess side) ---------------------------------------------------------------
+def _canned() -> bytes:
+    """What the gateway answers BODY with (8 fake words), with fixed id and time."""
+    text = "the quick brown fox jumps over a lazy "
+    return json.dumps({
+        "id": "chatcmpl-0123456789abcdef00000000", "object": "chat.completion",
+        "created": 1764300000, "model": "fake", "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "logprobs": None, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 8, "total_tokens": 16}}).encode()
+
+
+async def bare_app(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            await send({"type": msg["type"] + ".complete"})
+            if msg["type"] == "lifespan.shutdown":
+                return
+    body = _CANNED
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+_CANNED = _canned()
+
+
+def serve(kind: str, port: int, database: str, loop: str, http: str) -> None:
+    import uvicorn
+
+    if kind == "bare":
+        uvicorn.run(bare_app, host="127.0.0.1", port=port, log_level="warning",
+                    access_log=False, loop=loop, http=http, lifespan="on")
+        return
+    from distillery.gateway import ServeConfig
+    from distillery.gateway import serve as run
+
+    run(ServeConfig(model="fake", watermark="none", database=database, port=port,
+                    rpm_limit=10**9, tpm_limit=10**9, max_queue=4096, log_level="warning",
+                    loop=loop, http=http))
+
+
+# -- servers (benchmark side) ----------------------------------------------------------------
+class Server:
+    """One server subprocess, from a spec `kind[:loop:http][@checkout]`."""
+
+    def __init__(self, spec: str, database: str, key: str):
+        self.spec, self.key = spec, key
+        spec, _, checkout = spec.partition("@")
+        kind, loop, http = (spec.split(":") + ["auto", "auto"])[:3]
+        self.kind = kind
+        self.port = free_port()
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if checkout:
+            env["PYTHONPATH"] = str(Path(checkout) / "src")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, "--port", str(self.port),
+             "--database", database, "--loop", loop, "--http", http],
+            env=env, stderr=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{self.port}"
+        for _ in range(600):
+            try:
+                if httpx.get(self.base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server {self.spec} exited") from None
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server {self.spec} did not start")
+        self.request = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY_BYTES)}\r\n\r\n").encode() + BODY_BYTES
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def new_key(url: str) -> str:
     store.migrate(url)
     db = store.make_engine(url)
-    store.create_account(db, f"bench-{os.getpid()}-{time.time_ns()}")
-    key = store.create_key(db, store.list_accounts(db)[-1].name).secret
+    name = f"bench-{os.getpid()}-{time.time_ns()}"
+    store.create_account(db, name)
+    key = store.create_key(db, name).secret
     db.dispose()
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "distillery"), "serve", "--model", model, *extra,
-         "--watermark", "none", "--database", url, "--port", str(port), "--rpm", "1000000000",
-         "--tpm", "1000000000", "--max-queue", "4096"], stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/health").status_code == 200:
-                return proc, base, key
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("gateway did not start")
+    return key
 
 
-def sequential(base: str, key: str, n: int) -> np.ndarray:
-    h = {"Authorization": f"Bearer {key}"}
+# -- raw client ------------------------------------------------------------------------------
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            return int(line[15:])
+    raise ValueError("response without Content-Length")
+
+
+class RawConnection:
+    """A blocking keep-alive connection: send pre-built bytes, read status line, headers and
+    Content-Length bytes of body."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def roundtrip(self, request: bytes) -> int:
+        self.sock.sendall(request)
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self.buf += self._recv()
+        head, need = self.buf[:end], end + 4 + _content_length(self.buf[:end])
+        while len(self.buf) < need:
+            self.buf += self._recv()
+        self.buf = self.buf[need:]
+        return int(head[9:12])
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def raw_sequential(conn: RawConnection, request: bytes, n: int) -> list[float]:
     out = []
-    with httpx.Client(base_url=base, headers=h) as c:
-        for _ in range(50):
-            c.post("/v1/chat/completions", json=BODY)
-        for _ in range(n):
-            t = time.perf_counter()
-            r = c.post("/v1/chat/completions", json=BODY)
-            out.append(time.perf_counter() - t)
-            assert r.status_code == 200
-    return np.array(out)
+    for _ in range(n):
+        t = time.perf_counter()
+        status = conn.roundtrip(request)
+        out.append(time.perf_counter() - t)
+        assert status == 200, status
+    return out
 
 
-async def concurrent(base: str, key: str, n: int, clients: int = 16) -> tuple[float, np.ndarray]:
-    h = {"Authorization": f"Bearer {key}"}
+async def raw_concurrent(port: int, request: bytes, n: int, clients: int = CLIENTS
+                         ) -> tuple[float, list[float]]:
+    lat: list[float] = []
+    left = [n]
+
+    async def worker():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                t = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(_content_length(head))
+                lat.append(time.perf_counter() - t)
+                assert head[9:12] == b"200", head[:12]
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(clients)])
+    return time.perf_counter() - t0, lat
+
+
+# -- httpx client (the first version's) -----------------------------------------------------
+def httpx_sequential(c: httpx.Client, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = c.post("/v1/chat/completions", json=BODY)
+        out.append(time.perf_counter() - t)
+        assert r.status_code == 200
+    return out
+
+
+async def httpx_concurrent(base: str, key: str, n: int, clients: int = CLIENTS
+                           ) -> tuple[float, list[float]]:
     lat: list[float] = []
     left = [n]
 
@@ -92,43 +252,118 @@ async def concurrent(base: str, key: str, n: int, clients: int = 16) -> tuple[fl
             lat.append(time.perf_counter() - t)
             assert r.status_code == 200
 
-    cs = [httpx.AsyncClient(base_url=base, headers=h) for _ in range(clients)]
+    cs = [httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"})
+          for _ in range(clients)]
     t0 = time.perf_counter()
     await asyncio.gather(*[worker(c) for c in cs])
     wall = time.perf_counter() - t0
     for c in cs:
         await c.aclose()
-    return n / wall, np.array(lat)
+    return wall, lat
 
 
+# -- report ----------------------------------------------------------------------------------
 def ms(x: float) -> float:
-    return round(x * 1000, 2)
+    return round(float(x) * 1000, 2)
+
+
+def summary(seq: list[float], conc_wall: float, conc: list[float]) -> dict:
+    return {"p50_ms": ms(np.median(seq)), "p99_ms": ms(np.quantile(seq, .99)),
+            "rps_1_client": round(len(seq) / sum(seq), 1),
+            f"rps_{CLIENTS}_clients": round(len(conc) / conc_wall, 1),
+            f"p50_ms_{CLIENTS}_clients": ms(np.median(conc)),
+            f"p99_ms_{CLIENTS}_clients": ms(np.quantile(conc, .99))}
+
+
+def runner() -> asyncio.Runner:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool) -> dict:
+    conns = {s.spec: RawConnection(s.port) for s in servers}
+    seq = {s.spec: [] for s in servers}
+    conc = {s.spec: [] for s in servers}
+    wall = dict.fromkeys(conc, 0.0)
+    for s in servers:
+        raw_sequential(conns[s.spec], s.request, WARMUP)
+    with runner() as r:
+        for _ in range(rounds):  # alternate, so that the machine's load hits all alike
+            for s in servers:
+                seq[s.spec] += raw_sequential(conns[s.spec], s.request, n // rounds)
+            for s in servers:
+                w, lat = r.run(raw_concurrent(s.port, s.request, 2 * n // rounds))
+                wall[s.spec] += w
+                conc[s.spec] += lat
+    for c in conns.values():
+        c.close()
+    out = {"raw": {s.spec: summary(seq[s.spec], wall[s.spec], conc[s.spec]) for s in servers}}
+    if use_httpx:
+        out["httpx"] = {}
+        for s in servers:
+            if s.kind == "bare":
+                continue
+            with httpx.Client(base_url=s.base, headers={"Authorization": f"Bearer {s.key}"}) as c:
+                httpx_sequential(c, WARMUP)
+                hseq = httpx_sequential(c, n)
+            w, hconc = asyncio.run(httpx_concurrent(s.base, s.key, 2 * n))
+            out["httpx"][s.spec] = summary(hseq, w, hconc)
+    out["seq_samples"] = seq
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--database", default=None)
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--database", default=None, help="SQLAlchemy URL [default: a new SQLite]")
+    ap.add_argument("--requests", type=int, default=2000, help="sequential requests a server")
+    ap.add_argument("--rounds", type=int, default=10, help="alternating blocks per server")
+    ap.add_argument("--servers", default="bare,gateway",
+                    help="comma-separated specs: bare | gateway[:loop:http][@checkout]")
+    ap.add_argument("--no-httpx", action="store_true", help="skip the httpx client runs")
+    ap.add_argument("--serve", choices=["bare", "gateway"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--http", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    base_lat = in_process(args.requests)
-    proc, base, key = start(url)
+    if args.serve:
+        serve(args.serve, args.port, url, args.loop, args.http)
+        return
+    inproc = in_process(args.requests)
+    key = new_key(url)
+    servers: list[Server] = []
     try:
-        seq = sequential(base, key, args.requests)
-        rps, conc = asyncio.run(concurrent(base, key, args.requests * 2))
+        for spec in args.servers.split(","):
+            servers.append(Server(spec, url, key))
+        res = measure(servers, args.requests, args.rounds, not args.no_httpx)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    med = float(np.median(base_lat))
-    added = seq - med
-    res = {"database": url.split(":")[0], "requests": args.requests,
-           "in_process_p50_ms": ms(med), "in_process_p99_ms": ms(np.quantile(base_lat, .99)),
-           "added_p50_ms": ms(np.median(added)), "added_p99_ms": ms(np.quantile(added, .99)),
-           "sequential_rps": round(len(seq) / seq.sum(), 1),
-           "concurrent16_rps": round(rps, 1), "concurrent16_p50_ms": ms(np.median(conc)),
-           "concurrent16_p99_ms": ms(np.quantile(conc, .99)),
-           "load_avg_1m": round(os.getloadavg()[0], 2)}
-    print(json.dumps(res))
+        for s in servers:
+            s.stop()
+    seq = res.pop("seq_samples")
+    med = float(np.median(inproc))
+    added = {}
+    bare = next((s.spec for s in servers if s.kind == "bare"), None)
+    for s in servers:
+        if s.kind == "bare":
+            continue
+        a = {"over_in_process_p50_ms": ms(np.median(seq[s.spec]) - med),
+             "over_in_process_p99_ms": ms(np.quantile(seq[s.spec], .99) - med)}
+        if bare is not None:
+            a["over_bare_p50_ms"] = ms(np.median(seq[s.spec]) - np.median(seq[bare]))
+            a["over_bare_p99_ms"] = ms(np.quantile(seq[s.spec], .99) - np.quantile(seq[bare], .99))
+        if s.spec in res.get("httpx", {}):
+            h = res["httpx"][s.spec]
+            a["httpx_over_in_process_p50_ms"] = round(h["p50_ms"] - ms(med), 2)
+            a["httpx_over_in_process_p99_ms"] = round(h["p99_ms"] - ms(med), 2)
+        added[s.spec] = a
+    print(json.dumps({"database": url.split(":")[0], "requests": args.requests,
+                      "in_process_p50_ms": ms(med),
+                      "in_process_p99_ms": ms(np.quantile(inproc, .99)),
+                      **res, "added": added, "load_avg_1m": round(os.getloadavg()[0], 2)},
+                     indent=1))
 
 
 if __name__ == "__main__":

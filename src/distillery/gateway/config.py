@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 WATERMARKS = ("kgw", "gumbel", "none")
+LOOPS = ("auto", "uvloop", "asyncio")  # uvicorn's names; auto: uvloop when installed
+HTTP_IMPLS = ("auto", "httptools", "h11")  # auto: httptools when installed
 
 
 @dataclass
@@ -18,6 +20,9 @@ class ServeConfig:
     database: str | None = None  # SQLAlchemy URL; None: SQLite at $DISTILLERY_HOME
     host: str = "127.0.0.1"
     port: int = 8000
+    # uvloop + httptools cut the server's own cost per request (see BENCHMARKS.md, Gateway)
+    loop: str = "auto"
+    http: str = "auto"
     # admin routes (/admin/...) need this bearer token; None disables them
     admin_token: str | None = field(default_factory=lambda: os.environ.get(
         "DISTILLERY_ADMIN_TOKEN") or None, repr=False)
@@ -47,6 +52,10 @@ class ServeConfig:
         if self.watermark not in WATERMARKS:
             raise ValueError(f"watermark must be one of {', '.join(WATERMARKS)}, "
                              f"got {self.watermark!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
+        if self.http not in HTTP_IMPLS:
+            raise ValueError(f"http must be one of {', '.join(HTTP_IMPLS)}, got {self.http!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         for name in ("rpm_limit", "tpm_limit", "max_batch_size", "max_queue", "max_body_bytes",

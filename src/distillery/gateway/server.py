@@ -19,6 +19,7 @@ GRACEFUL_S = 60  # SIGTERM: stop accepting, let in-flight responses finish for u
 def uvicorn_config(config: ServeConfig, engine=None) -> uvicorn.Config:
     return uvicorn.Config(create_app(config, engine), host=config.host, port=config.port,
                           log_level=config.log_level, access_log=False,
+                          loop=config.loop, http=config.http,
                           timeout_graceful_shutdown=GRACEFUL_S, lifespan="on")
 
 
