@@ -58,21 +58,25 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["lora"], choices=["lora", "full"])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dataset", help="a harvested JSONL (real answer lengths) instead of the "
+                                      "synthetic answers that fill 256 tokens")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         student, method = args.child
         tmp = Path(tempfile.mkdtemp())
-        make_dataset(tmp / "d.jsonl")
-        res = one(student, method == "lora", args.steps, args.threads, str(tmp / "d.jsonl"),
-                  str(tmp / "out"))
+        data = args.dataset or str(tmp / "d.jsonl")
+        if not args.dataset:
+            make_dataset(tmp / "d.jsonl")
+        res = one(student, method == "lora", args.steps, args.threads, data, str(tmp / "out"))
         print("RESULT " + json.dumps(res))
         return
     results = []
     for s in args.students:
         for m in args.methods:
+            extra = ["--dataset", args.dataset] if args.dataset else []
             p = subprocess.run([sys.executable, __file__, "--child", s, m, "--steps",
-                                str(args.steps), "--threads", str(args.threads)],
+                                str(args.steps), "--threads", str(args.threads), *extra],
                                capture_output=True, text=True)
             line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
             if not line:

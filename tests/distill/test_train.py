@@ -148,3 +148,18 @@ def test_empty_training_split_is_a_clear_error(tmp_path, echo_rows):
         w.append(echo_rows(1)[0])
     with pytest.raises(ValueError, match="harvest more"):
         train(tcfg(p, tmp_path / "o", heldout_fraction=0.99), progress=False)
+
+
+def test_cli_trains_and_keeps_snapshots(echo_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distillery.cli import main
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", str(echo_dataset), "-o", str(out), "--student",
+                                    "tiny-random", "--max-steps", "2", "--batch-size", "4",
+                                    "--max-len", "64", "--snapshot-steps", "1",
+                                    "--num-threads", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (out / "snapshots" / "step-000001" / "student.json").is_file()
+    assert "student:" in res.output

@@ -25,6 +25,8 @@ import click
 @click.option("--heldout-fraction", type=float, default=None)
 @click.option("--eval-every", type=int, default=None)
 @click.option("--save-every", type=int, default=None)
+@click.option("--snapshot-steps", type=int, multiple=True, callback=lambda c, p, v: v or None,
+              help="also keep the student after step N (repeatable): a learning curve")
 @click.option("--seed", type=int, default=None)
 @click.option("--num-threads", type=int, default=None)
 @click.option("--no-resume", is_flag=True, help="ignore checkpoints in output_dir")
