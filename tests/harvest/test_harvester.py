@@ -91,6 +91,17 @@ def test_server_errors_are_retried_and_give_up_is_reported(fake_server, tmp_path
     assert (rep.written, rep.failed, rep.retries) == (0, 1, 3)
 
 
+def test_timeouts_are_retried_then_reported(fake_server, tmp_path):
+    url, state = fake_server
+    state.faults.delay_s = 1.0
+    rep = harvest(prompts(1, "slow"), tmp_path / "d.jsonl", cfg(url, timeout_s=0.2,
+                                                                  max_retries=1))
+    assert (rep.written, rep.failed, rep.retries) == (0, 1, 2)
+    state.faults.delay_s = 0.0
+    rep = harvest(prompts(1, "slow"), tmp_path / "d.jsonl", cfg(url, timeout_s=5))
+    assert rep.written == 1
+
+
 def test_bad_key_fails_without_retrying(fake_server, tmp_path):
     url, state = fake_server
     state.faults.valid_keys = {"good"}

@@ -1,6 +1,7 @@
 """The harvester: prompts -> any OpenAI-compatible chat endpoint -> the append-only dataset.
 
-Concurrency is a pool of workers sharing one HTTP connection pool. Keys rotate: each request
+Concurrency is a pool of workers sharing one HTTP connection pool (aiohttp under the openai
+client). Keys rotate: each request
 takes the key that is free soonest, where "free" means its client-side rate slot has come and
 no 429 has put it on cool-down. Retries: 429 (the key cools for Retry-After, and the request
 moves to another key), 5xx, timeouts and connection errors (exponential backoff with jitter,
@@ -211,7 +212,9 @@ class Harvester:
                 bar = tqdm(total=len(todo), desc="harvest", unit="req", dynamic_ncols=True)
             limits = httpx.Limits(max_connections=cfg.concurrency,
                                   max_keepalive_connections=cfg.concurrency)
-            async with httpx.AsyncClient(limits=limits, timeout=cfg.timeout_s) as http:
+            # openai's aiohttp transport: half the client CPU per request of its httpx one
+            # (benchmarks/harvest_throughput.py), so one process keeps a fast server busy.
+            async with openai.DefaultAioHttpClient(limits=limits, timeout=cfg.timeout_s) as http:
                 clients = [openai.AsyncOpenAI(base_url=cfg.base_url, api_key=key, max_retries=0,
                                               timeout=cfg.timeout_s, http_client=http)
                            for key in cfg.api_keys]
