@@ -150,9 +150,9 @@ class SlowEngine(FakeEngine):
         super().__init__()
         self.delay = delay
 
-    def generate(self, requests, on_delta=None):
+    def generate(self, requests, on_delta=None, **kw):
         time.sleep(self.delay)
-        return super().generate(requests, on_delta)
+        return super().generate(requests, on_delta, **kw)
 
 
 def test_503_when_the_queue_is_full(make_live):
@@ -176,7 +176,7 @@ def test_503_when_the_queue_is_full(make_live):
 
 
 class BrokenEngine(FakeEngine):
-    def generate(self, requests, on_delta=None):
+    def generate(self, requests, on_delta=None, **kw):
         raise RuntimeError("secret internal detail")
 
 

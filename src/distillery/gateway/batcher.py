@@ -5,6 +5,11 @@ queue raises QueueFull (the API answers 503) instead of growing without limit. O
 thread takes whatever jobs are waiting, up to `max_batch` requests, runs them in one
 blocking `engine.generate` call, and hands each delta and each result back to the job's
 event loop with `loop.call_soon_threadsafe`.
+
+A job whose client went away is cancelled (`Job.cancel`, on the event loop): if it still
+waits in the queue it never reaches the engine; if it runs and the engine is `cancellable`
+(its generate takes `is_cancelled=`), the engine stops decoding it at the next step, so its
+batch slot goes to others. An engine that cannot cancel decodes it to the end, unseen.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ class Job:
     future: asyncio.Future
     deltas: asyncio.Queue | None = None  # (local request index, StreamDelta), then DONE
     enqueued: float = field(default_factory=time.perf_counter)
+    # set on the event loop, read by the worker thread (a plain bool: one atomic store)
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """The client went away: drop the job, or stop decoding it (see the module doc)."""
+        self.cancelled = True
 
     def _finish(self, result: list[GenerationResult] | BaseException) -> None:
         if not self.future.done():
@@ -57,6 +68,8 @@ class Batcher:
         self._stop = False
         self.batches = 0
         self.batched_requests = 0
+        self.dropped = 0  # jobs cancelled while queued: they never reached the engine
+        self.cancellable = getattr(engine, "cancellable", False)
         self._thread = threading.Thread(target=self._run, name="engine-batcher", daemon=True)
         self._thread.start()
 
@@ -80,23 +93,37 @@ class Batcher:
         self._thread.join(timeout)
 
     def _take(self) -> list[Job] | None:
-        first = self._q.get()
-        if first is None:
-            return None
-        jobs, n = [first], len(first.requests)
-        deadline = time.perf_counter() + self.wait_s
+        """Block for a live job, then add whatever else waits (up to max_batch requests)."""
+        jobs: list[Job] = []
+        n, deadline = 0, 0.0
         while n < self.max_batch:
             try:
-                left = deadline - time.perf_counter()
-                job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+                if not jobs:
+                    job = self._q.get()
+                else:
+                    left = deadline - time.perf_counter()
+                    job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
             if job is None:
+                if not jobs:
+                    return None
                 self._stop = True
                 break
+            if job.cancelled:
+                self.dropped += 1
+                continue
+            if not jobs:
+                deadline = time.perf_counter() + self.wait_s
             jobs.append(job)
             n += len(job.requests)
         return jobs
+
+    def _engine_kw(self, owners: list) -> dict:
+        """is_cancelled for an engine that takes it: owners[i] = (job, local index)."""
+        if not self.cancellable:
+            return {}
+        return {"is_cancelled": lambda i: owners[i][0].cancelled}
 
     def _run(self) -> None:
         while not self._stop:
@@ -118,11 +145,12 @@ class Batcher:
 
         def on_delta(d: StreamDelta) -> None:
             job, li = owners[d.request_index]
-            if job.deltas is not None:
+            if job.deltas is not None and not job.cancelled:
                 job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
 
         try:
-            results = self.engine.generate(requests, on_delta if streaming else None)
+            results = self.engine.generate(requests, on_delta if streaming else None,
+                                           **self._engine_kw(owners))
         except Exception as e:
             if len(jobs) > 1 and not streaming:  # isolate the request that broke the batch
                 for job in jobs:
@@ -170,6 +198,9 @@ class Batcher:
                 if job is None:  # close(): finish what runs, admit nothing more
                     self._stop = True
                     break
+                if job.cancelled:
+                    self.dropped += 1
+                    continue
                 for li, r in enumerate(job.requests):
                     new.append(r)
                     owners.append((job, li))
@@ -179,7 +210,7 @@ class Batcher:
 
         def on_delta(d: StreamDelta) -> None:
             job, li = owners[d.request_index]
-            if job.deltas is not None:
+            if job.deltas is not None and not job.cancelled:
                 job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
 
         def on_result(index: int, result: GenerationResult | Exception) -> None:
@@ -200,7 +231,8 @@ class Batcher:
 
         self._count(len(requests))
         try:
-            self.engine.generate([], on_delta, admit=admit, on_result=on_result)
+            self.engine.generate([], on_delta, admit=admit, on_result=on_result,
+                                 **self._engine_kw(owners))
         except Exception as e:
             log.warning("engine failed: %s", type(e).__name__)
             for job in {id(j): j for j, _ in owners}.values():

@@ -4,10 +4,17 @@ Pure ASGI (no BaseHTTPMiddleware): it adds a few microseconds, and it sees the l
 a streamed response. The usage row is queued just before that last byte leaves, so a
 response a client has received always has its row queued (and the writer flushes the queue
 at shutdown). A request that ends without a last byte (client gone, crash) is recorded too.
+
+Client disconnect: once the app has read the request body, a watcher task waits on the
+server's `receive` (which returns `http.disconnect` when the connection drops, or when the
+response is complete). A drop before the last byte cancels the request's task, so the
+handler stops awaiting the engine and cancels its job (see batcher.py); the row is recorded
+with status 499 (nginx's "client closed request") and error_type "client_closed".
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -84,7 +91,12 @@ class GatewayMiddleware:
         scope.setdefault("state", {})["usage"] = ctx
         status = [0]
         done = [False]
+        gone = [False]  # the client dropped the connection before the last byte
         rid_header = (b"x-request-id", rid.encode())
+        task = asyncio.current_task()
+        disconnected = asyncio.Event()
+        watcher: asyncio.Task | None = None
+        body_source = receive  # the app's body: the server's receive, or a replay
 
         def finish() -> None:
             if not done[0]:
@@ -101,54 +113,86 @@ class GatewayMiddleware:
                 finish()
             await send(message)
 
-        limit = self.gw.config.max_body_bytes
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            ctx.error_type = "request_too_large"
-            await self._reject(send_wrapper, 413, f"request body too large: the limit is "
-                               f"{limit} bytes", "request_too_large")
-            return
-        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            # chunked: read it here (up to the limit), then replay it to the app
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()  # also what an app reading on after the response hears
+            if not done[0]:
+                gone[0] = True
+                task.cancel()
+
+        async def receive_watched() -> Message:
+            nonlocal watcher
+            if watcher is not None:  # body read: only a disconnect can come
+                await disconnected.wait()
+                return {"type": "http.disconnect"}
+            message = await body_source()
+            if message["type"] == "http.disconnect":
+                gone[0] = True
+            elif not message.get("more_body"):
+                watcher = asyncio.ensure_future(watch())
+            return message
+
+        try:
+            limit = self.gw.config.max_body_bytes
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                ctx.error_type = "request_too_large"
+                await self._reject(send_wrapper, 413, f"request body too large: the limit is "
+                                   f"{limit} bytes", "request_too_large")
+                return
+            if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+                # chunked: read it here (up to the limit), then replay it to the app
+                body = await self._read_chunked(receive, limit)
+                if body is None:
+                    gone[0] = True
                     return
-                body += message.get("body", b"")
                 if len(body) > limit:
                     ctx.error_type = "request_too_large"
                     await self._reject(send_wrapper, 413, f"request body too large: the "
                                        f"limit is {limit} bytes", "request_too_large")
                     return
-                if not message.get("more_body"):
-                    break
-            replayed = [False]
 
-            async def replay() -> Message:
-                if not replayed[0]:
-                    replayed[0] = True
+                async def replay() -> Message:
                     return {"type": "http.request", "body": bytes(body), "more_body": False}
-                return await receive()
 
-            receive = replay
-        try:
-            await self.app(scope, receive, send_wrapper)
+                body_source = replay
+            await self.app(scope, receive_watched, send_wrapper)
+        except asyncio.CancelledError:
+            if not gone[0]:
+                raise
+            task.uncancel()  # our own cancel (watch): the client is gone, nothing to answer
         except Exception as e:
-            log.error("unhandled %s on %s %s (request %s)", type(e).__name__, scope["method"],
-                      scope["path"], rid, exc_info=e)
-            ctx.error_type = "internal_error"
-            if not status[0]:
-                await self._reject(send_wrapper, 500, "internal server error; the request id "
-                                   "is in the x-request-id header", "internal_error")
+            if not gone[0]:  # (a client gone mid-body makes the app raise ClientDisconnect)
+                log.error("unhandled %s on %s %s (request %s)", type(e).__name__,
+                          scope["method"], scope["path"], rid, exc_info=e)
+                ctx.error_type = "internal_error"
+                if not status[0]:
+                    await self._reject(send_wrapper, 500, "internal server error; the "
+                                       "request id is in the x-request-id header",
+                                       "internal_error")
         finally:
             if not done[0]:  # no last byte sent: a crash, or the client went away
                 done[0] = True
-                code = status[0] if status[0] and status[0] >= 400 else (
-                    CLIENT_CLOSED if status[0] else 500)
+                if gone[0] or (status[0] and status[0] < 400):
+                    code = CLIENT_CLOSED
+                else:
+                    code = status[0] or 500
                 ctx.error_type = ctx.error_type or ("client_closed" if code == CLIENT_CLOSED
                                                     else "internal_error")
                 self._record(scope, headers, ctx, code, started_wall, t0)
+
+    @staticmethod
+    async def _read_chunked(receive: Receive, limit: int) -> bytearray | None:
+        """The whole body, or as soon as it passes `limit`; None if the client left."""
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body += message.get("body", b"")
+            if len(body) > limit or not message.get("more_body"):
+                return body
 
     async def _reject(self, send: Send, status: int, message: str, code: str) -> None:
         body = error_body(status, message, code)

@@ -179,6 +179,9 @@ class GatewayService:
     async def results(self, job) -> list[GenerationResult]:
         try:
             return await job.future
+        except asyncio.CancelledError:  # the client went away (the middleware cancelled us)
+            job.cancel()
+            raise
         except ValueError as e:
             raise APIError(400, str(e), "invalid_value") from None
         except Exception as e:
@@ -232,7 +235,8 @@ class GatewayService:
 
     async def stream(self, job, ident: KeyIdentity, ctx: UsageContext, rid: str, chat: bool,
                      n: int, with_top: bool = False) -> AsyncIterator[bytes]:
-        """SSE chunks as the engine decodes; then a usage chunk and [DONE]."""
+        """SSE chunks as the engine decodes; then a usage chunk and [DONE]. A client that
+        goes away cancels the job; its usage row keeps the text streamed so far."""
         created, model = int(time.time()), self.gw.engine.model_name
         obj = "chat.completion.chunk" if chat else "text_completion"
         head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{rid}", "object": obj,
@@ -242,19 +246,27 @@ class GatewayService:
             for i in range(n):
                 yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant",
                             "content": ""}, "logprobs": None, "finish_reason": None}]})
-        while (item := await job.deltas.get()) is not DONE:
-            li, d = item
-            index = li * n + d.choice_index
-            texts.setdefault(index, []).append(d.text)
-            if chat:
-                choice = {"index": index, "delta": {"content": d.text} if d.text else {},
-                          "logprobs": {"content": [_lp_chat(d.token)]} if d.token else None,
-                          "finish_reason": d.finish_reason}
-            else:
-                choice = {"index": index, "text": d.text,
-                          "logprobs": _lp_completion([d.token], with_top) if d.token else None,
-                          "finish_reason": d.finish_reason}
-            yield _sse({**head, "choices": [choice]})
+        deltas = 0
+        try:
+            while (item := await job.deltas.get()) is not DONE:
+                li, d = item
+                deltas += 1
+                index = li * n + d.choice_index
+                texts.setdefault(index, []).append(d.text)
+                if chat:
+                    choice = {"index": index, "delta": {"content": d.text} if d.text else {},
+                              "logprobs": {"content": [_lp_chat(d.token)]} if d.token
+                              else None, "finish_reason": d.finish_reason}
+                else:
+                    choice = {"index": index, "text": d.text,
+                              "logprobs": _lp_completion([d.token], with_top) if d.token
+                              else None, "finish_reason": d.finish_reason}
+                yield _sse({**head, "choices": [choice]})
+        except BaseException:  # cancelled (client gone) or closed: stop the engine's work
+            job.cancel()
+            ctx.completion_tokens = deltas  # one delta per decoded token, as far as it got
+            ctx.responses = ["".join(texts.get(i, [])) for i in range(n * len(job.requests))]
+            raise
         try:
             results = await self.results(job)
         except APIError as e:
