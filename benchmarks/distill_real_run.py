@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--heldout-fraction", type=float, default=0.15)
     ap.add_argument("--eval-max", type=int, default=60)
     ap.add_argument("--eval-batch", type=int, default=16)
+    ap.add_argument("--rouge-max", type=int, default=None,
+                    help="ROUGE-L on the first N held-out prompts (default: --eval-max)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshot-queries", type=int, nargs="*", default=[250, 500],
@@ -167,7 +169,8 @@ def main() -> None:
     ecfg = EvalConfig(dataset=str(data), student=tres.student_dir, teacher=args.teacher,
                       heldout_fraction=args.heldout_fraction, max_examples=args.eval_max,
                       max_new_tokens=args.max_tokens, max_len=args.max_len + 128,
-                      batch_size=args.eval_batch, num_threads=args.threads, seed=args.seed)
+                      batch_size=args.eval_batch, rouge_max_examples=args.rouge_max,
+                      num_threads=args.threads, seed=args.seed)
     eres = evaluate(ecfg)
     write_eval(run / "eval.json", eres, ecfg)
     curve = []

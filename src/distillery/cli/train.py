@@ -68,6 +68,8 @@ def _fmt(name: str, m, digits: int = 3) -> str:
 @click.option("--max-new-tokens", type=int, default=None)
 @click.option("--bootstrap", type=int, default=None)
 @click.option("--no-rouge", is_flag=True, help="bits per byte only (no generation)")
+@click.option("--rouge-max-examples", type=int, default=None,
+              help="ROUGE-L on the first N held-out prompts only (generation is slow)")
 @click.option("--num-threads", type=int, default=None)
 @click.option("--json", "json_out", default=None, help="write the full result here")
 def evaluate(dataset, config_path, no_rouge, json_out, **flags) -> None:
@@ -80,7 +82,8 @@ def evaluate(dataset, config_path, no_rouge, json_out, **flags) -> None:
     from distillery.distill.evaluation import evaluate, write_eval
 
     r = evaluate(cfg)
-    click.echo(f"{r.n_prompts} held-out prompts, {r.wall_s:.0f} s")
+    click.echo(f"{r.n_prompts} held-out prompts ({r.n_rouge_prompts} for ROUGE-L), "
+               f"{r.wall_s:.0f} s")
     click.echo(_fmt("bpb", r.bpb))
     if r.rouge_l is not None:
         click.echo(_fmt("rouge-l", r.rouge_l))

@@ -83,6 +83,7 @@ class EvalConfig:
     confidence: float = 0.95
     seed: int = 0
     rouge: bool = True                # generating answers is the slow part; off = bpb only
+    rouge_max_examples: int | None = None  # ROUGE-L on the first N held-out prompts only
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -97,5 +98,7 @@ class EvalConfig:
             raise ValueError("bootstrap must be >= 100 resamples (1000 is usual)")
         if not 0.5 < self.confidence < 1:
             raise ValueError("confidence must be in (0.5, 1), e.g. 0.95")
+        if self.rouge_max_examples is not None and self.rouge_max_examples < 2:
+            raise ValueError("rouge_max_examples must be >= 2 (or unset for all)")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")

@@ -54,6 +54,7 @@ class EvalResult:
     bpb: Metric
     rouge_l: Metric | None
     wall_s: float
+    n_rouge_prompts: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,6 +199,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     bpb = bootstrap_metric(*arr, nbytes, cfg.bootstrap, cfg.confidence, cfg.seed)
     rouge = None
     if cfg.rouge:
+        held = held[: cfg.rouge_max_examples]
         refs = [r["response"] for r in held]
         s_ans = greedy_answers(model, tok, held, cfg.max_new_tokens, cfg.batch_size)
         with as_base() as m:
@@ -211,7 +213,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         s_r = np.array([rouge_l(a, r) for a, r in zip(s_ans, refs, strict=True)])
         b_r = np.array([rouge_l(a, r) for a, r in zip(b_ans, refs, strict=True)])
         rouge = bootstrap_metric(s_r, b_r, t_r, None, cfg.bootstrap, cfg.confidence, cfg.seed)
-    return EvalResult(len(held), bpb, rouge, time.perf_counter() - t0)
+    return EvalResult(len(nbytes), bpb, rouge, time.perf_counter() - t0,
+                      len(held) if rouge else 0)
 
 
 def write_eval(path: str | Path, result: EvalResult, cfg: EvalConfig) -> None:
