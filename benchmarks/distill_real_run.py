@@ -174,9 +174,10 @@ def main() -> None:
     eres = evaluate(ecfg)
     write_eval(run / "eval.json", eres, ecfg)
     curve = []
-    for n, step in snap.items():  # bits per byte only: ROUGE-L needs generation (slow)
+    # bits per byte only (ROUGE-L needs generation: slow); base and teacher from the final eval
+    for n, step in snap.items():
         d = run / "student-run" / "snapshots" / f"step-{step:06d}"
-        r = evaluate(dataclasses.replace(ecfg, student=str(d), rouge=False))
+        r = evaluate(dataclasses.replace(ecfg, student=str(d), rouge=False), reference=eres)
         curve.append({"queries": n, "steps": step, "bpb": r.bpb.__dict__})
     curve.append({"queries": round(n_train), "steps": steps, "bpb": eres.bpb.__dict__,
                   "rouge_l": eres.rouge_l.__dict__ if eres.rouge_l else None})

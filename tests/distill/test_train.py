@@ -124,6 +124,20 @@ def test_evaluate_reports_gap_closed_with_cis(trained, echo_dataset, tmp_path):
     lo, hi = res.bpb.student_ci
     assert lo <= res.bpb.student <= hi
     assert 0 <= res.rouge_l.student <= 1
+    pp = res.per_prompt
+    assert len(pp["prompt_hash"]) == len(pp["bits_student"]) == res.n_prompts
+    assert len(pp["rouge_student"]) == res.n_rouge_prompts == res.n_prompts
+    # an earlier snapshot against the same base and teacher: only the student is run
+    snap = evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "snapshots" /
+                                                                      "step-000003"),
+                               teacher="tiny-random", heldout_fraction=0.2, rouge=False,
+                               bootstrap=200, num_threads=1), reference=res)
+    assert snap.per_prompt["bits_base"] == pp["bits_base"]
+    assert res.bpb.student < snap.bpb.student < snap.bpb.base == res.bpb.base
+    again = evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "student"),
+                                heldout_fraction=0.2, rouge=False, bootstrap=200,
+                                num_threads=1), reference=res)  # no teacher needed
+    assert again.bpb.student == pytest.approx(res.bpb.student)
 
 
 def test_eval_needs_teacher_bits(trained, echo_dataset):

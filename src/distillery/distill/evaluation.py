@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,9 @@ class EvalResult:
     rouge_l: Metric | None
     wall_s: float
     n_rouge_prompts: int = 0
+    # per held-out prompt: prompt_hash, bytes, bits_{student,base,teacher} and, with ROUGE-L,
+    # rouge_{student,base,teacher} (its first n_rouge_prompts prompts)
+    per_prompt: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +155,11 @@ def bootstrap_metric(s: np.ndarray, b: np.ndarray, t: np.ndarray, denom: np.ndar
     return Metric(S, B, T, gap_closed(S, B, T), _ci(bs, conf), _ci(gaps, conf))
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
+def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult:
+    """Student, base and teacher on the held-out prompts. With `reference` (an earlier
+    evaluation of another student of the same base on the same held-out prompts, e.g. an
+    earlier snapshot of one run), the base's and the teacher's per-prompt values are taken
+    from it and only the student is run."""
     from distillery.distill.trainer import load_student
     from distillery.models import load
 
@@ -166,30 +173,38 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                          "raise heldout_fraction (it must match training)")
     model, tok, base_name = load_student(cfg.student)
     is_lora = hasattr(model, "disable_adapter")
-    base_ctx = model.disable_adapter if is_lora else None
-    base_model = None if is_lora else load(cfg.base or base_name).model
 
     @contextlib.contextmanager
     def as_base():
-        if base_ctx is not None:
-            with base_ctx():
+        if is_lora:
+            with model.disable_adapter():
                 yield model
         else:
-            yield base_model
+            yield load(cfg.base or base_name).model
 
+    pp = reference.per_prompt if reference is not None else None
+    if pp is not None:  # the reference's prompts, in its order
+        index = {r["prompt_hash"]: i for i, r in enumerate(held)}
+        if any(h not in index for h in pp["prompt_hash"]):
+            raise ValueError("the reference evaluation used other held-out prompts: give the "
+                             "same dataset, heldout_fraction and max_examples")
+        held = [held[index[h]] for h in pp["prompt_hash"]]
     s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size)
-    with as_base() as m:
-        b_bits = answer_bits(m, tok, held, cfg.max_len, cfg.batch_size)
-    teacher = load(cfg.teacher) if cfg.teacher else None
-    if teacher is not None:
-        t_bits = answer_bits(teacher.model, teacher.tokenizer, held, cfg.max_len, cfg.batch_size)
+    teacher = load(cfg.teacher) if cfg.teacher and (pp is None or cfg.rouge) else None
+    if pp is not None:
+        b_bits, t_bits = pp["bits_base"], pp["bits_teacher"]
     else:
-        t_bits = [logprob_bits(r) for r in held]
-        if all(v is None for v in t_bits):
-            raise ValueError("no teacher bits: pass --teacher (local teacher weights) or "
-                             "harvest with --top-logprobs so answers carry logprobs")
-    keep = [i for i in range(len(held))
-            if None not in (s_bits[i], b_bits[i], t_bits[i])]
+        with as_base() as m:
+            b_bits = answer_bits(m, tok, held, cfg.max_len, cfg.batch_size)
+        if teacher is not None:
+            t_bits = answer_bits(teacher.model, teacher.tokenizer, held, cfg.max_len,
+                                 cfg.batch_size)
+        else:
+            t_bits = [logprob_bits(r) for r in held]
+            if all(v is None for v in t_bits):
+                raise ValueError("no teacher bits: pass --teacher (local teacher weights) or "
+                                 "harvest with --top-logprobs so answers carry logprobs")
+    keep = [i for i in range(len(held)) if None not in (s_bits[i], b_bits[i], t_bits[i])]
     if len(keep) < 2:
         raise ValueError("fewer than 2 held-out answers fit max_len for every model: "
                          "raise max_len")
@@ -197,24 +212,30 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     nbytes = np.array([len(r["response"].encode()) for r in held], dtype=float)
     arr = [np.array([v[i] for i in keep]) for v in (s_bits, b_bits, t_bits)]
     bpb = bootstrap_metric(*arr, nbytes, cfg.bootstrap, cfg.confidence, cfg.seed)
+    per_prompt = {"prompt_hash": [r["prompt_hash"] for r in held], "bytes": nbytes.tolist(),
+                  **{f"bits_{k}": a.tolist() for k, a in zip(("student", "base", "teacher"),
+                                                             arr, strict=True)}}
     rouge = None
     if cfg.rouge:
         held = held[: cfg.rouge_max_examples]
         refs = [r["response"] for r in held]
-        s_ans = greedy_answers(model, tok, held, cfg.max_new_tokens, cfg.batch_size)
-        with as_base() as m:
-            b_ans = greedy_answers(m, tok, held, cfg.max_new_tokens, cfg.batch_size)
-        if teacher is not None:
-            t_ans = greedy_answers(teacher.model, teacher.tokenizer, held, cfg.max_new_tokens,
-                                   cfg.batch_size)
-            t_r = np.array([rouge_l(a, r) for a, r in zip(t_ans, refs, strict=True)])
+
+        def scores(m, t) -> list[float]:
+            answers = greedy_answers(m, t, held, cfg.max_new_tokens, cfg.batch_size)
+            return [rouge_l(a, r) for a, r in zip(answers, refs, strict=True)]
+
+        s_r = scores(model, tok)
+        if pp is not None and len(pp.get("rouge_base", [])) >= len(held):
+            b_r, t_r = pp["rouge_base"][: len(held)], pp["rouge_teacher"][: len(held)]
         else:
-            t_r = np.ones(len(held))
-        s_r = np.array([rouge_l(a, r) for a, r in zip(s_ans, refs, strict=True)])
-        b_r = np.array([rouge_l(a, r) for a, r in zip(b_ans, refs, strict=True)])
-        rouge = bootstrap_metric(s_r, b_r, t_r, None, cfg.bootstrap, cfg.confidence, cfg.seed)
+            with as_base() as m:
+                b_r = scores(m, tok)
+            t_r = scores(teacher.model, teacher.tokenizer) if teacher else [1.0] * len(held)
+        per_prompt.update(rouge_student=s_r, rouge_base=b_r, rouge_teacher=t_r)
+        rouge = bootstrap_metric(np.array(s_r), np.array(b_r), np.array(t_r), None,
+                                 cfg.bootstrap, cfg.confidence, cfg.seed)
     return EvalResult(len(nbytes), bpb, rouge, time.perf_counter() - t0,
-                      len(held) if rouge else 0)
+                      len(held) if rouge else 0, per_prompt)
 
 
 def write_eval(path: str | Path, result: EvalResult, cfg: EvalConfig) -> None:
