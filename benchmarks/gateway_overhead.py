@@ -18,7 +18,8 @@ benchmark; it costs ~1 ms a request itself, which that version counted as gatewa
 
 The servers are measured in alternating blocks (bare, gateway, bare, ...), so that a change
 in the machine's load hits them alike. Reported, per server: sequential round trip p50/p99
-(one client), requests/s and p50/p99 with 16 concurrent clients; and the gateway's added
+(one client), requests/s and p50/p99 with 16 concurrent clients, the server's CPU time per
+request (all its threads: the steadiest figure for an A/B on a busy machine); and the added
 latency two ways: over the in-process engine call (the issue's definition) and over the bare
 server (what the gateway itself costs).
 """
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 from distillery import store
 from distillery.engine import GenerationRequest, SamplingParams
@@ -127,6 +129,8 @@ class Server:
              "--database", database, "--loop", loop, "--http", http],
             env=env, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
+        self.ps = psutil.Process(self.proc.pid)
+        self.cpu_per_request: list[float] = []  # server CPU s (all threads), per block
         for _ in range(600):
             try:
                 if httpx.get(self.base + "/health").status_code == 200:
@@ -141,6 +145,10 @@ class Server:
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(BODY_BYTES)}\r\n\r\n").encode() + BODY_BYTES
+
+    def cpu(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -291,16 +299,24 @@ def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool) -> dict
     for s in servers:
         raw_sequential(conns[s.spec], s.request, WARMUP)
     with runner() as r:
-        for _ in range(rounds):  # alternate, so that the machine's load hits all alike
-            for s in servers:
+        for i in range(rounds):  # alternate (and rotate), so that the load hits all alike
+            order = servers[i % len(servers):] + servers[:i % len(servers)]
+            for s in order:
+                c0 = s.cpu()
                 seq[s.spec] += raw_sequential(conns[s.spec], s.request, n // rounds)
-            for s in servers:
+                s.cpu_per_request.append((s.cpu() - c0) / (n // rounds))
+            for s in order:
+                c0 = s.cpu()
                 w, lat = r.run(raw_concurrent(s.port, s.request, 2 * n // rounds))
+                s.cpu_per_request.append((s.cpu() - c0) / len(lat))
                 wall[s.spec] += w
                 conc[s.spec] += lat
     for c in conns.values():
         c.close()
     out = {"raw": {s.spec: summary(seq[s.spec], wall[s.spec], conc[s.spec]) for s in servers}}
+    for s in servers:  # CPU per request, median over blocks: the steadiest A/B figure
+        out["raw"][s.spec]["server_cpu_ms_per_request"] = round(
+            float(np.median(s.cpu_per_request)) * 1000, 3)
     if use_httpx:
         out["httpx"] = {}
         for s in servers:

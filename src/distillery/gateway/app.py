@@ -129,7 +129,11 @@ def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
         finally:
             await gw.stop()
 
-    app = FastAPI(title="distillery gateway", version="0.1.0", lifespan=lifespan)
+    # FastAPI's OpenTelemetry hooks off: we export Prometheus metrics; on, every request looks
+    # up the global OTel providers, and spans would start costing as soon as any is configured
+    app = FastAPI(title="distillery gateway", version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     app.state.gateway = gw
     install_handlers(app)
     from distillery.gateway import admin, routes

@@ -27,5 +27,30 @@ class GatewayMetrics:
         self.batch_size = Histogram("distillery_batch_requests", "requests per engine call",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
 
+        # labelled children by label values: `labels()` validates and locks on every call
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *values: str):
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def observe_request(self, route: str, status: int, seconds: float, account: str | None,
+                        prompt_tokens: int, completion_tokens: int) -> None:
+        """One finished request under /v1 (the middleware calls this with its usage row)."""
+        code = str(status)
+        self._child(self.requests, route, code).inc()
+        self._child(self.latency, route).observe(seconds)
+        if account is not None:
+            self._child(self.account_requests, account, code).inc()
+            if prompt_tokens or completion_tokens:
+                self._child(self.account_tokens, account).inc(prompt_tokens + completion_tokens)
+        if prompt_tokens:
+            self._child(self.tokens, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            self._child(self.tokens, "completion").inc(completion_tokens)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

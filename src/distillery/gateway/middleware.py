@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distillery.gateway.errors import error_body
-from distillery.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class GatewayMiddleware:
         gone = [False]  # the client dropped the connection before the last byte
         rid_header = (b"x-request-id", rid.encode())
         task = asyncio.current_task()
-        disconnected = asyncio.Event()
+        disconnected: asyncio.Event | None = None  # made when the app listens (streaming)
         watcher: asyncio.Task | None = None
         body_source = receive  # the app's body: the server's receive, or a replay
 
@@ -114,16 +113,21 @@ class GatewayMiddleware:
             await send(message)
 
         async def watch() -> None:
+            nonlocal disconnected
             while (await receive())["type"] != "http.disconnect":
                 pass
-            disconnected.set()  # also what an app reading on after the response hears
+            if disconnected is None:
+                disconnected = asyncio.Event()
+            disconnected.set()  # what an app that listens for it hears
             if not done[0]:
                 gone[0] = True
                 task.cancel()
 
         async def receive_watched() -> Message:
-            nonlocal watcher
+            nonlocal watcher, disconnected
             if watcher is not None:  # body read: only a disconnect can come
+                if disconnected is None:
+                    disconnected = asyncio.Event()
                 await disconnected.wait()
                 return {"type": "http.disconnect"}
             message = await body_source()
@@ -236,15 +240,5 @@ class GatewayMiddleware:
             "user_agent": headers.get(b"user-agent", b"").decode("latin-1")[:256] or None,
         }
         self.gw.usage.record(row)
-        m: GatewayMetrics = self.gw.metrics
-        m.requests.labels(route, str(status)).inc()
-        m.latency.labels(route).observe(elapsed)
-        if ctx.account is not None:
-            m.account_requests.labels(ctx.account, str(status)).inc()
-            if ctx.prompt_tokens or ctx.completion_tokens:
-                m.account_tokens.labels(ctx.account).inc(ctx.prompt_tokens +
-                                                         ctx.completion_tokens)
-        if ctx.prompt_tokens:
-            m.tokens.labels("prompt").inc(ctx.prompt_tokens)
-        if ctx.completion_tokens:
-            m.tokens.labels("completion").inc(ctx.completion_tokens)
+        self.gw.metrics.observe_request(route, status, elapsed, ctx.account, ctx.prompt_tokens,
+                                        ctx.completion_tokens)
