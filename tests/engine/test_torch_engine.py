@@ -240,3 +240,32 @@ def test_more_rows_than_the_batch_flow_in_as_rows_finish(tiny_engine):
     reqs = [greedy(p, m) for p, m in zip(PROMPTS, [3, 17, 1, 9], strict=True)]
     alone = [tiny_engine.generate([r])[0].choices[0].token_ids for r in reqs]
     assert [r.choices[0].token_ids for r in small.generate(reqs)] == alone
+
+
+def test_cancelled_requests_stop_and_free_their_rows(tiny_engine):
+    def reqs():
+        return [GenerationRequest([1, 50 + i, 60 + i], SamplingParams(max_tokens=12,
+                                                                      temperature=0))
+                for i in range(3)]
+
+    plain = tiny_engine.generate(reqs())
+    steps = {"n": 0}
+
+    def is_cancelled(i: int) -> bool:  # request 1 goes away after a few steps
+        steps["n"] += i == 1
+        return i == 1 and steps["n"] >= 3
+
+    out = tiny_engine.generate(reqs(), is_cancelled=is_cancelled)
+    cut = out[1].choices[0]
+    assert cut.finish_reason == "abort" and 0 < len(cut.token_ids) < 12
+    assert cut.token_ids == plain[1].choices[0].token_ids[: len(cut.token_ids)]
+    for i in (0, 2):
+        assert out[i].choices[0].token_ids == plain[i].choices[0].token_ids
+    # a queued request cancelled before it starts never runs
+    tiny_engine.max_batch_size = 1
+    try:
+        out = tiny_engine.generate(reqs(), is_cancelled=lambda i: i == 2)
+    finally:
+        tiny_engine.max_batch_size = 64
+    assert out[2].choices[0].finish_reason == "abort" and out[2].choices[0].token_ids == []
+    assert out[0].choices[0].token_ids == plain[0].choices[0].token_ids

@@ -24,11 +24,13 @@ from distillery.models.chat import default_stop, format_chat
 
 class Engine(Protocol):
     """What a backend provides. A backend whose `continuous_batching` is True also takes
-    `admit=` and `on_result=` in `generate` (see TorchEngine.generate)."""
+    `admit=` and `on_result=` in `generate`, and one whose `cancellable` is True takes
+    `is_cancelled=` (see TorchEngine.generate)."""
 
     model_name: str
     tokenizer: PreTrainedTokenizerBase
     continuous_batching: bool
+    cancellable: bool
 
     def generate(
         self,

@@ -11,7 +11,7 @@ MAX_TOP_LOGPROBS = 20  # what OpenAI-compatible servers (and vLLM by default) of
 MAX_N = 64
 MAX_STOP = 16
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "abort"]  # abort: cancelled by the caller
 
 
 class LogitsProcessor(Protocol):

@@ -69,6 +69,7 @@ class TorchEngine:
     """The in-process engine (CPU or one GPU)."""
 
     continuous_batching = True  # generate() takes admit= and on_result=
+    cancellable = True  # generate() takes is_cancelled=
 
     def __init__(self, loaded: LoadedModel, max_batch_size: int = 64):
         self.model = loaded.model
@@ -111,6 +112,7 @@ class TorchEngine:
         on_delta: Callable[[StreamDelta], None] | None = None,
         admit: Callable[[int], Sequence[GenerationRequest]] | None = None,
         on_result: Callable[[int, GenerationResult | Exception], None] | None = None,
+        is_cancelled: Callable[[int], bool] | None = None,
     ) -> list[GenerationResult]:
         """Decode all requests in shared batches; return their results in order.
 
@@ -120,7 +122,10 @@ class TorchEngine:
         has finished (with the ValueError instead, for an admitted request that cannot run).
         Admitted requests are reported only through on_result, so a long-running call holds
         no state for requests already answered. Without `admit`, an invalid request raises
-        before any work is done.
+        before any work is done. `is_cancelled(index)` is asked after every step (and before a
+        queued request starts): a request it answers True for stops there, its result keeping
+        the tokens so far with finish_reason "abort" (vLLM's name), and its rows free their
+        batch slots.
         """
         pending: list[Row] = []
         open_rows: dict[int, list[Row]] = {}  # request index -> its rows, until all finish
@@ -140,9 +145,19 @@ class TorchEngine:
                 if on_result is not None:
                     on_result(r.request_index, res)
 
+        def cancelled(r: Row) -> bool:
+            if is_cancelled is None or r.finish_reason is not None:
+                return False
+            if is_cancelled(r.request_index):
+                r.finish_reason = "abort"
+            return r.finish_reason is not None
+
         def take(free: int) -> list[Row]:
             """Rows to start now: queued ones first, then newly admitted requests."""
             nonlocal next_index
+            for r in [r for r in pending if cancelled(r)]:
+                pending.remove(r)
+                finished(r)
             while admit is not None and len(pending) < free and (new := admit(free - len(pending))):
                 for req in new:
                     index, next_index = next_index, next_index + 1
@@ -159,7 +174,7 @@ class TorchEngine:
             return out
 
         while rows := take(self.max_batch_size):
-            self._decode(rows, on_delta, finished, take)
+            self._decode(rows, on_delta, finished, take, cancelled)
         return results
 
     def _result(self, rows: list[Row]) -> GenerationResult:
@@ -194,6 +209,7 @@ class TorchEngine:
         on_delta: Callable[[StreamDelta], None] | None,
         finished: Callable[[Row], None],
         take: Callable[[int], list[Row]],
+        cancelled: Callable[[Row], bool],
     ) -> None:
         """Run a batch until every row in it (admitted ones included) has finished."""
         batch = self._prefill(rows)
@@ -203,7 +219,7 @@ class TorchEngine:
             keep = []
             for i, r in enumerate(batch.rows):
                 self._advance(r, int(tokens[i]), on_delta)
-                if r.finish_reason is None:
+                if r.finish_reason is None and not cancelled(r):
                     keep.append(i)
                 else:
                     finished(r)
