@@ -1,27 +1,30 @@
 """Gateway overhead against calling the engine in-process, with the fake instant engine.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--database URL] [--requests 2000]
-        [--servers bare,gateway] [--no-httpx]
+        [--servers bare,gateway] [--rate 500] [--no-httpx]
 
 Each server runs in its own subprocess (this file with `--serve`), usage logging on:
 
 - `bare`: uvicorn with a raw ASGI app that reads the body and answers a canned
   chat-completion JSON of the same size: the floor any Python HTTP server sets.
-- `gateway`: `distillery serve --model fake` (the app, auth, rate limits, batcher thread,
-  usage rows); `gateway:asyncio:h11` picks uvicorn's loop and HTTP parser (A/B of uvloop and
-  httptools), `gateway@DIR` runs the package found in DIR/src (A/B of two checkouts).
+- `gateway`: the gateway as `distillery serve --model fake` runs it (the app, auth, rate
+  limits, batcher thread, usage rows); `gateway:asyncio:h11` picks uvicorn's loop and HTTP
+  parser (A/B of uvloop and httptools), `gateway@DIR` runs the package in DIR/src (A/B of
+  two checkouts).
 
 Two clients. `raw`: a blocking socket (sequential) or asyncio streams (concurrent) sending
 pre-built HTTP/1.1 keep-alive requests and reading the response by its Content-Length, so
 the client costs microseconds. `httpx`: the keep-alive client of the first version of this
 benchmark; it costs ~1 ms a request itself, which that version counted as gateway overhead.
 
-The servers are measured in alternating blocks (bare, gateway, bare, ...), so that a change
-in the machine's load hits them alike. Reported, per server: sequential round trip p50/p99
-(one client), requests/s and p50/p99 with 16 concurrent clients, the server's CPU time per
-request (all its threads: the steadiest figure for an A/B on a busy machine); and the added
-latency two ways: over the in-process engine call (the issue's definition) and over the bare
-server (what the gateway itself costs).
+The servers are measured in alternating, rotating blocks (bare, gateway, ...; gateway, bare,
+...), so that a change in the machine's load hits them alike. Reported, per server:
+sequential round trip p50/p99 (one client); requests/s and p50/p99 with 16 concurrent
+clients (closed loop: a client sends again when answered, so this is saturation and its
+queue); p50/p99 with requests sent at a fixed rate (`--rate`, default 500/s, the goal's load;
+open loop); the server's CPU time per request (all its threads: the steadiest figure for an
+A/B on a busy machine). And the added latency two ways: over the in-process engine call (the
+issue's definition) and over the bare server (what the gateway itself costs).
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class Server:
             env=env, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
         self.ps = psutil.Process(self.proc.pid)
-        self.cpu_per_request: list[float] = []  # server CPU s (all threads), per block
+        self.cpu_s = 0.0  # server CPU time (all threads) in the measured blocks
         for _ in range(600):
             try:
                 if httpx.get(self.base + "/health").status_code == 200:
@@ -236,6 +239,40 @@ async def raw_concurrent(port: int, request: bytes, n: int, clients: int = CLIEN
     return time.perf_counter() - t0, lat
 
 
+async def raw_open_loop(port: int, request: bytes, rate: float, n: int, conns: int = 64
+                        ) -> tuple[float, list[float]]:
+    """Requests sent at a fixed rate whatever the answers (open loop, as real traffic is),
+    over a pool of keep-alive connections; each latency counts from the request's scheduled
+    time, so a late client or a full pool counts against the server (no coordinated
+    omission). Returns (achieved requests/s, latencies)."""
+    pool: asyncio.Queue = asyncio.Queue()
+    for _ in range(conns):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    lat: list[float] = []
+
+    async def one(scheduled: float) -> None:
+        reader, writer = await pool.get()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(_content_length(head))
+        lat.append(time.perf_counter() - scheduled)
+        assert head[9:12] == b"200", head[:12]
+        pool.put_nowait((reader, writer))
+
+    tasks = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        scheduled = t0 + i / rate
+        if (delay := scheduled - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return n / wall, lat
+
+
 # -- httpx client (the first version's) -----------------------------------------------------
 def httpx_sequential(c: httpx.Client, n: int) -> list[float]:
     out = []
@@ -291,7 +328,8 @@ def runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool) -> dict:
+def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool, rate: float
+            ) -> dict:
     conns = {s.spec: RawConnection(s.port) for s in servers}
     seq = {s.spec: [] for s in servers}
     conc = {s.spec: [] for s in servers}
@@ -304,19 +342,30 @@ def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool) -> dict
             for s in order:
                 c0 = s.cpu()
                 seq[s.spec] += raw_sequential(conns[s.spec], s.request, n // rounds)
-                s.cpu_per_request.append((s.cpu() - c0) / (n // rounds))
+                s.cpu_s += s.cpu() - c0
             for s in order:
                 c0 = s.cpu()
                 w, lat = r.run(raw_concurrent(s.port, s.request, 2 * n // rounds))
-                s.cpu_per_request.append((s.cpu() - c0) / len(lat))
+                s.cpu_s += s.cpu() - c0
                 wall[s.spec] += w
                 conc[s.spec] += lat
+        at_rate: dict[str, list[float]] = {s.spec: [] for s in servers}
+        achieved = dict.fromkeys(at_rate, 0.0)
+        for i in range(rounds if rate else 0):
+            for s in servers[i % len(servers):] + servers[:i % len(servers)]:
+                rps, lat = r.run(raw_open_loop(s.port, s.request, rate, n // rounds))
+                achieved[s.spec] += rps / rounds
+                at_rate[s.spec] += lat
     for c in conns.values():
         c.close()
     out = {"raw": {s.spec: summary(seq[s.spec], wall[s.spec], conc[s.spec]) for s in servers}}
-    for s in servers:  # CPU per request, median over blocks: the steadiest A/B figure
+    for s in servers if rate else []:
+        out["raw"][s.spec][f"at_{rate:g}_rps"] = {
+            "achieved_rps": round(achieved[s.spec], 1), "p50_ms": ms(np.median(at_rate[s.spec])),
+            "p99_ms": ms(np.quantile(at_rate[s.spec], .99))}
+    for s in servers:  # (the clock ticks at 10 ms: only the total over all blocks is exact)
         out["raw"][s.spec]["server_cpu_ms_per_request"] = round(
-            float(np.median(s.cpu_per_request)) * 1000, 3)
+            s.cpu_s * 1000 / (len(seq[s.spec]) + len(conc[s.spec])), 3)
     if use_httpx:
         out["httpx"] = {}
         for s in servers:
@@ -339,6 +388,8 @@ def main() -> None:
     ap.add_argument("--servers", default="bare,gateway",
                     help="comma-separated specs: bare | gateway[:loop:http][@checkout]")
     ap.add_argument("--no-httpx", action="store_true", help="skip the httpx client runs")
+    ap.add_argument("--rate", type=float, default=500,
+                    help="also send --requests at this fixed rate (open loop); 0: skip")
     ap.add_argument("--serve", choices=["bare", "gateway"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
@@ -354,7 +405,7 @@ def main() -> None:
     try:
         for spec in args.servers.split(","):
             servers.append(Server(spec, url, key))
-        res = measure(servers, args.requests, args.rounds, not args.no_httpx)
+        res = measure(servers, args.requests, args.rounds, not args.no_httpx, args.rate)
     finally:
         for s in servers:
             s.stop()
@@ -370,6 +421,10 @@ def main() -> None:
         if bare is not None:
             a["over_bare_p50_ms"] = ms(np.median(seq[s.spec]) - np.median(seq[bare]))
             a["over_bare_p99_ms"] = ms(np.quantile(seq[s.spec], .99) - np.quantile(seq[bare], .99))
+        if args.rate:
+            r = res["raw"][s.spec][f"at_{args.rate:g}_rps"]
+            a[f"at_{args.rate:g}_rps_over_in_process_p50_ms"] = round(r["p50_ms"] - ms(med), 2)
+            a[f"at_{args.rate:g}_rps_over_in_process_p99_ms"] = round(r["p99_ms"] - ms(med), 2)
         if s.spec in res.get("httpx", {}):
             h = res["httpx"][s.spec]
             a["httpx_over_in_process_p50_ms"] = round(h["p50_ms"] - ms(med), 2)
