@@ -108,3 +108,36 @@ def test_a_served_request_is_not_cancelled(make_live):
     assert r.choices[0].finish_reason == "length"
     assert engine.aborted == 0
     assert [r["status_code"] for r in lv.rows()] == [200, 200]
+
+
+def test_a_dropped_stream_stops_the_real_engine(make_live, tiny_engine):
+    """The same through TorchEngine's continuous batching: the batcher's is_cancelled reaches
+    the decode loop, and the engine call ends long before max_tokens."""
+    calls: list[float] = []  # generate() durations
+
+    class Timed:
+        def __getattr__(self, name):
+            return getattr(tiny_engine, name)
+
+        def generate(self, *args, **kw):
+            t = time.perf_counter()
+            try:
+                return tiny_engine.generate(*args, **kw)
+            finally:
+                calls.append(time.perf_counter() - t)
+
+    lv = make_live(engine=Timed(), model="tiny-random")
+    t0 = time.perf_counter()
+    stream = lv.client().chat.completions.create(
+        model="tiny-random", messages=[{"role": "user", "content": "hi"}], max_tokens=1500,
+        temperature=0, stream=True)
+    for chunks, _ in enumerate(stream, 1):
+        if chunks >= 4:
+            break
+    first = time.perf_counter() - t0
+    stream.close()
+    wait_for(lambda: calls, timeout=60)
+    (row,) = lv.rows()
+    assert (row["status_code"], row["error_type"]) == (499, "client_closed")
+    assert 1 <= row["completion_tokens"] < 1500
+    assert calls[0] < first + 5  # stopped soon after the drop, not after 1,500 tokens
