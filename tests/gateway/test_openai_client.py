@@ -116,4 +116,7 @@ def test_health_and_metrics_are_open(live):
     assert 'distillery_requests_total{route="/v1/chat/completions",status="200"} 1.0' in m
     assert 'distillery_account_requests_total{account="alice",status="200"} 1.0' in m
     assert "distillery_request_seconds_bucket" in m and "distillery_queue_depth" in m
+    import gc
+
+    assert gc.get_freeze_count() > 0  # startup objects frozen: no ~200 ms full collections
     assert 'distillery_tokens_total{kind="completion"} 2.0' in m

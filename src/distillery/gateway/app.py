@@ -7,6 +7,7 @@ in-flight responses finish): stop the batcher, then write every queued usage row
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -124,6 +125,11 @@ def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         gw.start()
+        # Everything loaded so far (torch, transformers, the model) lives as long as the
+        # process: move it out of the collector's reach, or each full collection walks those
+        # millions of objects and stalls every request for ~200 ms (BENCHMARKS.md, Gateway).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
