@@ -46,13 +46,17 @@ def test_gumbel_uniforms_equal_detection_side(ring):
 @pytest.mark.parametrize("scale", [0.01, 1.0, 4.0, 30.0])  # flat .. peaked
 @pytest.mark.parametrize("vocab", [40, V])
 def test_gumbel_sampler_equals_the_full_race(ring, scale, vocab):
+    from distillery.engine.torch_engine import _top_p_mask
+
     scheme = make_scheme("gumbel", ring, account="alice", context_width=2)
     g = torch.Generator().manual_seed(int(scale * 100) + vocab)
     for trial in range(20):
         ids = torch.randint(0, vocab, (16, 6), generator=g)
         logits = torch.randn(16, vocab, generator=g) * scale
-        if trial % 2:  # top-p style mask: -inf outside a nucleus
+        if trial % 3 == 1:  # -inf on a random half of the vocabulary
             logits[:, torch.randperm(vocab, generator=g)[: vocab // 2]] = -torch.inf
+        elif trial % 3 == 2:  # a real top-p nucleus (inside the raced tokens when peaked)
+            logits = _top_p_mask(logits, torch.full((16, 1), 0.9))
         full = (scheme.uniforms_t(ids, vocab).log() / logits.double().softmax(-1)).argmax(-1)
         assert torch.equal(scheme(ids, logits), full)
 

@@ -78,18 +78,24 @@ class Gumbel(WatermarkScheme):
         b, V = logits.shape
         ctx = self.context_t(input_ids)[:, None]            # (b, 1)
         vh = self._vocab_hash_t(V, logits.device)
-        lse = logits.float().logsumexp(-1, keepdim=True).double()
+        top = logits.topk(min(self.RACE_K, V), dim=-1)
+        # top-p left fewer than K tokens in every row: the rest have p = 0 and cannot win,
+        # and the normaliser is over the top K alone (no pass over the vocabulary at all)
+        nucleus_inside = V <= self.RACE_K or bool(torch.isinf(top.values[:, -1]).all())
+        lse = (top.values if nucleus_inside else logits).float().logsumexp(-1, keepdim=True)
+        lse = lse.double()
 
         def race(rows: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
             r = prf.unit_t(prf.combine_t(ctx[rows, 0], vh[toks]))
             p = (logits[rows, toks].double() - lse[rows, 0]).exp()
             return r.log() / p                             # p = 0 (masked): -inf
 
-        top = logits.topk(min(self.RACE_K, V), dim=-1)
         rows = torch.arange(b, device=logits.device)[:, None].expand_as(top.indices)
         g = race(rows, top.indices)
         best, arg = g.max(-1)
         choice = top.indices.gather(-1, arg[:, None])[:, 0]
+        if nucleus_inside:
+            return choice
         p_k = (top.values[:, -1].double() - lse[:, 0]).exp()
         # r_u > rho  <=  top 53 bits of h_u >= q  <=  h_u >= q << 11 (unsigned), conservative
         q = ((best * p_k).exp() * prf.TWO53).floor().long() - 2
