@@ -13,6 +13,7 @@ Gumbel this is an upper bound: its sampler replaces the engine's own multinomial
 Detection: tokens scored per second on a 10,000-token text, for 1 key and for 1,000 keys.
 
     .venv/bin/python benchmarks/watermark_speed.py   (one thread: the machine is shared)
+    PARTS=in_loop ROUNDS=5 (environment) runs only the in-loop share, over 5 rounds
 """
 
 from __future__ import annotations
@@ -154,9 +155,12 @@ def main() -> None:
     schemes = {"none": None, "kgw": make_scheme("kgw", ring, account="alice"),
                "gumbel": make_scheme("gumbel", ring, account="alice"),
                "kgw-transformers": TransformersKGW(vocab_size=vocab, key=ring.account_key("a"))}
-    results = {"processor_ms": processor_cost(schemes, vocab),
-               "in_loop": in_loop_share(engine, schemes), "detection": detection(ring),
-               "generation": generation(engine, schemes)}
+    parts = os.environ.get("PARTS", "processor,in_loop,detection,generation").split(",")
+    run = {"processor": lambda: processor_cost(schemes, vocab),
+           "in_loop": lambda: in_loop_share(engine, schemes),
+           "detection": lambda: detection(ring),
+           "generation": lambda: generation(engine, schemes)}
+    results = {name: run[name]() for name in parts}
     print(json.dumps(results, indent=1))
 
 

@@ -139,7 +139,7 @@ class KGW(WatermarkScheme):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """The logits processor (transformers' signature): scores (b, V) + delta on green."""
         green = self.green_mask_t(input_ids, scores.shape[-1])
-        return scores + self.delta * green
+        return torch.add(scores, green, alpha=self.delta)  # one pass: no float mask made
 
     def apply(self, params: SamplingParams) -> SamplingParams:
         params.logits_processors = [*params.logits_processors, self]
