@@ -130,6 +130,7 @@ def main() -> None:
     t_all = time.perf_counter()
 
     from distillery.distill import EvalConfig, TrainConfig, evaluate, train, verify_manifest
+    from distillery.distill.data import split_rows
     from distillery.distill.evaluation import write_eval
     from distillery.harvest import HarvestConfig, harvest, read_rows, to_parquet
 
@@ -148,7 +149,7 @@ def main() -> None:
     if args.harvest_only:
         return
     rows = read_rows(data)
-    n_train = sum(1 for _ in rows) * (1 - args.heldout_fraction)
+    n_train = len(split_rows(rows, args.heldout_fraction)[0])
     steps = max(1, math.ceil(args.epochs * n_train / args.batch_size))
     snap = {n: math.ceil(n / args.batch_size) for n in args.snapshot_queries
             if math.ceil(n / args.batch_size) < steps}
@@ -179,7 +180,7 @@ def main() -> None:
         d = run / "student-run" / "snapshots" / f"step-{step:06d}"
         r = evaluate(dataclasses.replace(ecfg, student=str(d), rouge=False), reference=eres)
         curve.append({"queries": n, "steps": step, "bpb": r.bpb.__dict__})
-    curve.append({"queries": round(n_train), "steps": steps, "bpb": eres.bpb.__dict__,
+    curve.append({"queries": n_train, "steps": steps, "bpb": eres.bpb.__dict__,
                   "rouge_l": eres.rouge_l.__dict__ if eres.rouge_l else None})
     (run / "gap_vs_queries.json").write_text(json.dumps(curve, indent=2))
     timings["evaluate_s"] = time.perf_counter() - t0
