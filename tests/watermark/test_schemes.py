@@ -131,3 +131,14 @@ def test_key_ids_are_public_and_complete(ring):
     ids = make_scheme("kgw", ring, account="alice").key_ids
     assert ids == {"scheme": "kgw", "global": ring.global_key().key_id,
                    "account": ring.account_key("alice").key_id}
+
+
+@pytest.mark.parametrize("seeding", ["lefthash", "selfhash"])
+@pytest.mark.parametrize("vocab", [50, 20000])  # one chunk; several, the last one partial
+def test_kgw_processor_adds_delta_exactly_on_the_green_list(ring, seeding, vocab):
+    scheme = make_scheme("kgw", ring, account="alice", seeding=seeding)
+    scheme.CHUNK = 8192
+    g = torch.Generator().manual_seed(vocab)
+    ids = torch.randint(0, vocab, (7, 12), generator=g)
+    x = torch.randn(7, vocab, generator=g)
+    assert torch.equal(scheme(ids, x), x + scheme.delta * scheme.green_mask_t(ids, vocab))
