@@ -137,7 +137,7 @@ def test_key_ids_are_public_and_complete(ring):
 @pytest.mark.parametrize("vocab", [50, 20000])  # one chunk; several, the last one partial
 def test_kgw_processor_adds_delta_exactly_on_the_green_list(ring, seeding, vocab):
     scheme = make_scheme("kgw", ring, account="alice", seeding=seeding)
-    scheme.CHUNK = 8192
+    assert scheme.CHUNK_ELEMENTS // 7 < 20000  # several chunks at 20,000
     g = torch.Generator().manual_seed(vocab)
     ids = torch.randint(0, vocab, (7, 12), generator=g)
     x = torch.randn(7, vocab, generator=g)

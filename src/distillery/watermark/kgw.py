@@ -141,7 +141,7 @@ class KGW(WatermarkScheme):
         c, th = self._context_t(input_ids, vocab)
         return prf.below_t(prf.combine_t(c, th), self.gamma)
 
-    CHUNK = 8192  # vocabulary columns per pass in __call__: the int64 hashes stay in cache
+    CHUNK_ELEMENTS = 1 << 17  # hashes per pass in __call__ (1 MiB of int64): stays in cache
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """The logits processor (transformers' signature): scores (b, V) + delta on green.
@@ -154,7 +154,7 @@ class KGW(WatermarkScheme):
         c1 = c | 1
         thr = prf.threshold(self.gamma)
         out = scores.clone()
-        n = min(self.CHUNK, V)
+        n = min(V, max(1024, self.CHUNK_ELEMENTS // b))  # batch 16: 8,192 columns
         h = torch.empty((b, n), dtype=torch.long, device=scores.device)
         green = torch.empty((b, n), dtype=torch.bool, device=scores.device)
         for j in range(0, V, n):
