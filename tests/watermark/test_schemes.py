@@ -142,3 +142,17 @@ def test_kgw_processor_adds_delta_exactly_on_the_green_list(ring, seeding, vocab
     ids = torch.randint(0, vocab, (7, 12), generator=g)
     x = torch.randn(7, vocab, generator=g)
     assert torch.equal(scheme(ids, x), x + scheme.delta * scheme.green_mask_t(ids, vocab))
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+@pytest.mark.parametrize("window", [0, 1, 2, 3])
+def test_keyed_context_numpy_path_equals_the_torch_path(ring, share, window):
+    from distillery.watermark import prf
+
+    scheme = make_scheme("kgw", ring, account="alice", global_share=share)
+    ids = torch.randint(0, V, (9, 7), generator=torch.Generator().manual_seed(window))
+    torch_path = prf.keyed_t(prf.window_hash_t(ids[:, 7 - window:]), scheme.row_layers_t(ids)[1])
+    assert torch.equal(scheme.keyed_context_t(ids, window), torch_path)
+    g, s = scheme.row_layers_np(ids.numpy())
+    tg, ts = scheme.row_layers_t(ids)
+    assert np.array_equal(g, tg.numpy()) and np.array_equal(s.view(np.int64), ts.numpy())

@@ -58,8 +58,7 @@ class Gumbel(WatermarkScheme):
 
     def context_t(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """(b, T) -> (b,) int64 keyed context of each row's next position."""
-        wh = prf.window_hash_t(input_ids[:, input_ids.shape[1] - self.window:])
-        return prf.keyed_t(wh, self.row_layers_t(input_ids)[1])
+        return self.keyed_context_t(input_ids, self.window)
 
     def uniforms_t(self, input_ids: torch.LongTensor, vocab: int) -> torch.Tensor:
         """(b, T) -> (b, V) float64 r_v of each row's next position."""

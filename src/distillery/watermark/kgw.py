@@ -120,11 +120,10 @@ class KGW(WatermarkScheme):
         """(b, T) -> (c, th): green iff (c | 1) * th < threshold, with c (b, 1) the keyed
         window (lefthash) or (b, V) the min-hash anchor (selfhash), th (V,) the token hashes."""
         tables = self._tables(vocab, input_ids.device)
-        is_global, seeds = self.row_layers_t(input_ids)  # (b,), (b,)
-        t = input_ids.shape[1]
-        prev = input_ids[:, t - self.window:]  # (b, w)
         if self.seeding == "lefthash":
-            return prf.keyed_t(prf.window_hash_t(prev), seeds)[:, None], tables["th"]
+            return self.keyed_context_t(input_ids, self.window)[:, None], tables["th"]
+        is_global, seeds = self.row_layers_t(input_ids)  # (b,), (b,)
+        prev = input_ids[:, input_ids.shape[1] - self.window:]  # (b, w)
         g = tables["global"]
         if "account" in tables:
             g = torch.where(is_global[:, None], g, tables["account"])  # (b, V)
@@ -153,7 +152,7 @@ class KGW(WatermarkScheme):
         c, th = self._context_t(input_ids, V)
         c1 = c | 1
         thr = prf.threshold(self.gamma)
-        out = scores.clone()
+        out = torch.empty_like(scores)
         n = min(V, max(1024, self.CHUNK_ELEMENTS // b))  # batch 16: 8,192 columns
         h = torch.empty((b, n), dtype=torch.long, device=scores.device)
         green = torch.empty((b, n), dtype=torch.bool, device=scores.device)
@@ -162,7 +161,7 @@ class KGW(WatermarkScheme):
             cj = c1 if c1.shape[1] == 1 else c1[:, j:j + k]
             torch.mul(cj, th[j:j + k], out=h[:, :k])
             torch.lt(h[:, :k], thr, out=green[:, :k])
-            out[:, j:j + k].add_(green[:, :k], alpha=self.delta)
+            torch.add(scores[:, j:j + k], green[:, :k], alpha=self.delta, out=out[:, j:j + k])
         return out
 
     def apply(self, params: SamplingParams) -> SamplingParams:
