@@ -31,11 +31,6 @@ class Gumbel(WatermarkScheme):
     label = "gumbel-hash"
     RACE_K = 64  # tokens raced in full per step; the rest are screened by one comparison
 
-    def __init__(self, global_key: WatermarkKey, account_key: WatermarkKey | None = None,
-                 context_width: int = 2, global_share: float = 0.5):
-        super().__init__(global_key, account_key, context_width, global_share)
-        self._vocab_hash: dict[tuple[int, torch.device], torch.Tensor] = {}
-
     def params(self) -> tuple:
         return ("hash",)
 
@@ -50,19 +45,13 @@ class Gumbel(WatermarkScheme):
     def test(self, score: np.ndarray, n_scored: int) -> list[TestResult]:
         return [gamma_test(float(s), n_scored) for s in score]
 
-    def _vocab_hash_t(self, vocab: int, device: torch.device) -> torch.Tensor:
-        key = (vocab, device)
-        if key not in self._vocab_hash:
-            self._vocab_hash[key] = prf.token_hash_t(torch.arange(vocab, device=device))
-        return self._vocab_hash[key]
-
     def context_t(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """(b, T) -> (b,) int64 keyed context of each row's next position."""
         return self.keyed_context_t(input_ids, self.window)
 
     def uniforms_t(self, input_ids: torch.LongTensor, vocab: int) -> torch.Tensor:
         """(b, T) -> (b, V) float64 r_v of each row's next position."""
-        vh = self._vocab_hash_t(vocab, input_ids.device)
+        vh = self.token_hashes_t(vocab, input_ids.device)
         return prf.unit_t(prf.combine_t(self.context_t(input_ids)[:, None], vh[None, :]))
 
     def __call__(self, input_ids: torch.LongTensor, logits: torch.FloatTensor) -> torch.LongTensor:
@@ -76,7 +65,7 @@ class Gumbel(WatermarkScheme):
         passes (measured in benchmarks/watermark_speed.py)."""
         b, V = logits.shape
         ctx = self.context_t(input_ids)[:, None]            # (b, 1)
-        vh = self._vocab_hash_t(V, logits.device)
+        vh = self.token_hashes_t(V, logits.device)
         top = logits.topk(min(self.RACE_K, V), dim=-1)
         # top-p left fewer than K tokens in every row: the rest have p = 0 and cannot win,
         # and the normaliser is over the top K alone (no pass over the vocabulary at all)

@@ -107,7 +107,7 @@ class KGW(WatermarkScheme):
         token_hash, and for selfhash g(t) under each of the scheme's keys."""
         key = (vocab, device)
         if key not in self._vocab_hash:
-            th = prf.token_hash_t(torch.arange(vocab, device=device))
+            th = self.token_hashes_t(vocab, device)
             tables = {"th": th}
             if self.seeding == "selfhash":
                 for layer, s in self._layer_seeds().items():

@@ -51,6 +51,7 @@ class WatermarkScheme(ABC):
         self.context_width = context_width
         self.global_share = 1.0 if account_key is None else global_share
         self._layer_seed = global_key.seed64("layer")
+        self._token_hashes: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     # ---- identity --------------------------------------------------------------------
 
@@ -114,8 +115,18 @@ class WatermarkScheme(ABC):
         if self.global_share >= 1:
             return np.ones(n_pos, dtype=bool)
         w = self.context_width  # the layer window: the context_width tokens before a position
-        windows = sliding_window_view(ids, w)[self.start - w: len(ids) - w]  # (n_pos, w)
+        return self._in_global_layer(sliding_window_view(ids, w)[self.start - w: len(ids) - w])
+
+    def _in_global_layer(self, windows: np.ndarray) -> np.ndarray:
+        """(n, context_width) layer windows -> (n,) True where the position is global."""
         return prf.below(prf.keyed(prf.window_hash(windows), self._layer_seed), self.global_share)
+
+    def token_hashes_t(self, vocab: int, device: torch.device) -> torch.Tensor:
+        """(V,) int64 token_hash of every vocabulary id, built once per size and device."""
+        key = (vocab, device)
+        if key not in self._token_hashes:
+            self._token_hashes[key] = prf.token_hash_t(torch.arange(vocab, device=device))
+        return self._token_hashes[key]
 
     def _layer_seeds(self) -> dict[str, int]:
         """The uint64 seed of each layer's key under this scheme (cached: HMAC per call)."""
@@ -145,8 +156,7 @@ class WatermarkScheme(ABC):
         if self.global_share >= 1:
             return (np.ones(len(ids), dtype=bool),
                     np.full(len(ids), seeds["global"], dtype=np.uint64))
-        wh = prf.window_hash(ids[:, ids.shape[1] - self.context_width:])
-        is_global = prf.below(prf.keyed(wh, self._layer_seed), self.global_share)
+        is_global = self._in_global_layer(ids[:, ids.shape[1] - self.context_width:])
         return is_global, np.where(is_global, np.uint64(seeds["global"]),
                                    np.uint64(seeds["account"]))
 
