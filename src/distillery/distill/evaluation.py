@@ -173,14 +173,17 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
                          "raise heldout_fraction (it must match training)")
     model, tok, base_name = load_student(cfg.student)
     is_lora = hasattr(model, "disable_adapter")
+    base_model = None  # a full fine-tune's base: loaded once, only if needed
 
     @contextlib.contextmanager
     def as_base():
+        nonlocal base_model
         if is_lora:
             with model.disable_adapter():
                 yield model
         else:
-            yield load(cfg.base or base_name).model
+            base_model = base_model or load(cfg.base or base_name).model
+            yield base_model
 
     pp = reference.per_prompt if reference is not None else None
     if pp is not None:  # the reference's prompts, in its order
