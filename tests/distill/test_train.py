@@ -101,8 +101,9 @@ def test_sparse_topk_kd_trains_on_the_harvested_logprobs(engine_dataset, tmp_pat
     b = collate(exs[:4], m.tokenizer.pad_token_id)
     with torch.no_grad():
         ce, kd = step_loss(m.model, b, 0.0), step_loss(m.model, b, 1.0)
-    # the tiny student *is* the tiny teacher (same seed) sampled at temperature 1: KL ~ 0
-    assert torch.isfinite(kd) and abs(float(kd)) < 1e-4 < float(ce)
+    # the tiny student *is* the tiny teacher (same seed, sampled at temperature 1, no penalty):
+    # KL is zero up to float error (measured <= 5e-8); a misaligned position would show
+    assert torch.isfinite(kd) and abs(float(kd)) < 1e-6 < float(ce)
     res = train(tcfg(engine_dataset, tmp_path, kd_weight=0.5, max_steps=2, save_every=0),
                 progress=False)
     assert res.steps == 2 and res.train_loss_last == res.train_loss_last  # not NaN

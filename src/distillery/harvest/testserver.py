@@ -78,7 +78,7 @@ class EngineBackend:
             max_tokens=int(body.get("max_tokens") or 256),
             temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)),
             seed=body.get("seed"), logprobs=bool(body.get("logprobs")), top_logprobs=k,
-            repetition_penalty=1.1)
+            repetition_penalty=float(body.get("repetition_penalty") or 1.0))  # as the gateway
         req = chat_request(self.engine.tokenizer, messages, params)
         if self.queue is None:
             self.queue = asyncio.Queue()
