@@ -53,6 +53,7 @@ def _lp_completion(tokens, with_top: bool) -> dict:
 class GatewayService:
     def __init__(self, gw) -> None:
         self.gw = gw  # config, engine, batcher, watermark
+        self._charging: set[asyncio.Task] = set()  # limiter charges of dropped requests
 
     # -- request -> engine requests ------------------------------------------------------
     def _check_model(self, model: str) -> None:
@@ -176,11 +177,13 @@ class GatewayService:
             raise APIError(503, "the server is at capacity; retry shortly", "overloaded",
                            headers={"Retry-After": "1"}) from None
 
-    async def results(self, job) -> list[GenerationResult]:
+    async def results(self, job, ident: KeyIdentity, ctx: UsageContext
+                      ) -> list[GenerationResult]:
         try:
             return await job.future
         except asyncio.CancelledError:  # the client went away (the middleware cancelled us)
             job.cancel()
+            self._charge_dropped(ident, ctx)  # the prompt was taken: it counts
             raise
         except ValueError as e:
             raise APIError(400, str(e), "invalid_value") from None
@@ -189,14 +192,26 @@ class GatewayService:
             raise APIError(500, "the engine failed on this request; the request id is in the "
                            "x-request-id header", "engine_error") from None
 
+    def _charged_tokens(self, ctx: UsageContext) -> int:
+        return ctx.prompt_tokens * max(1, ctx.sampling.get("n") or 1) + ctx.completion_tokens
+
     async def _account(self, ident: KeyIdentity, ctx: UsageContext, results) -> None:
         ctx.completion_tokens = sum(r.completion_tokens for r in results)
-        await self.gw.limiter.add_tokens(ident.key_id, ctx.prompt_tokens * max(
-            1, ctx.sampling.get("n") or 1) + ctx.completion_tokens, self.gw.limits_for(ident))
+        await self.gw.limiter.add_tokens(ident.key_id, self._charged_tokens(ctx),
+                                         self.gw.limits_for(ident))
+
+    def _charge_dropped(self, ident: KeyIdentity, ctx: UsageContext) -> None:
+        """A dropped request still spends the account's token budget: its prompt, and what
+        was streamed before the drop (else a client could read nearly a whole answer and
+        disconnect before the end, uncharged). Charged in a task: this one is cancelled."""
+        task = asyncio.get_running_loop().create_task(self.gw.limiter.add_tokens(
+            ident.key_id, self._charged_tokens(ctx), self.gw.limits_for(ident)))
+        self._charging.add(task)
+        task.add_done_callback(self._charging.discard)
 
     # -- responses ----------------------------------------------------------------------
     async def chat_response(self, job, ident: KeyIdentity, ctx: UsageContext, rid: str) -> dict:
-        results = await self.results(job)
+        results = await self.results(job, ident, ctx)
         await self._account(ident, ctx, results)
         choices = results[0].choices
         ctx.responses = [c.text for c in choices]
@@ -213,7 +228,7 @@ class GatewayService:
 
     async def completion_response(self, job, ident: KeyIdentity, ctx: UsageContext,
                                   rid: str, with_top: bool) -> dict:
-        results = await self.results(job)
+        results = await self.results(job, ident, ctx)
         await self._account(ident, ctx, results)
         choices = []
         for ri, r in enumerate(results):
@@ -266,9 +281,11 @@ class GatewayService:
             job.cancel()
             ctx.completion_tokens = deltas  # one delta per decoded token, as far as it got
             ctx.responses = ["".join(texts.get(i, [])) for i in range(n * len(job.requests))]
+            self._charge_dropped(ident, ctx)
             raise
+        ctx.completion_tokens = deltas
         try:
-            results = await self.results(job)
+            results = await self.results(job, ident, ctx)
         except APIError as e:
             ctx.error_type = e.code or "engine_error"
             ctx.finish()
