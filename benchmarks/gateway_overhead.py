@@ -11,6 +11,8 @@ Each server runs in its own subprocess (this file with `--serve`), usage logging
   limits, batcher thread, usage rows); `gateway:asyncio:h11` picks uvicorn's loop and HTTP
   parser (A/B of uvloop and httptools), `gateway@DIR` runs the package in DIR/src (A/B of
   two checkouts).
+- `gateway-redis`: the same with its rate limits in Redis (`--redis URL`), as gateway
+  processes that share limits run.
 
 Two clients. `raw`: a blocking socket (sequential) or asyncio streams (concurrent) sending
 pre-built HTTP/1.1 keep-alive requests and reading the response by its Content-Length, so
@@ -99,7 +101,7 @@ async def bare_app(scope, receive, send) -> None:
 _CANNED = _canned()
 
 
-def serve(kind: str, port: int, database: str, loop: str, http: str) -> None:
+def serve(kind: str, port: int, database: str, loop: str, http: str, redis: str) -> None:
     import uvicorn
 
     if kind == "bare":
@@ -111,14 +113,14 @@ def serve(kind: str, port: int, database: str, loop: str, http: str) -> None:
 
     run(ServeConfig(model="fake", watermark="none", database=database, port=port,
                     rpm_limit=10**9, tpm_limit=10**9, max_queue=4096, log_level="warning",
-                    loop=loop, http=http))
+                    loop=loop, http=http, redis_url=redis if kind == "gateway-redis" else None))
 
 
 # -- servers (benchmark side) ----------------------------------------------------------------
 class Server:
     """One server subprocess, from a spec `kind[:loop:http][@checkout]`."""
 
-    def __init__(self, spec: str, database: str, key: str):
+    def __init__(self, spec: str, database: str, key: str, redis: str):
         self.spec, self.key = spec, key
         spec, _, checkout = spec.partition("@")
         kind, loop, http = (spec.split(":") + ["auto", "auto"])[:3]
@@ -129,7 +131,8 @@ class Server:
             env["PYTHONPATH"] = str(Path(checkout) / "src")
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", kind, "--port", str(self.port),
-             "--database", database, "--loop", loop, "--http", http],
+             "--database", database, "--loop", loop, "--http", http,
+             "--redis", redis],
             env=env, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
         self.ps = psutil.Process(self.proc.pid)
@@ -383,6 +386,8 @@ def measure(servers: list[Server], n: int, rounds: int, use_httpx: bool, rate: f
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--database", default=None, help="SQLAlchemy URL [default: a new SQLite]")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0",
+                    help="the Redis of the gateway-redis server (shared rate limits)")
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests a server")
     ap.add_argument("--rounds", type=int, default=10, help="alternating blocks per server")
     ap.add_argument("--servers", default="bare,gateway",
@@ -390,21 +395,21 @@ def main() -> None:
     ap.add_argument("--no-httpx", action="store_true", help="skip the httpx client runs")
     ap.add_argument("--rate", type=float, default=500,
                     help="also send --requests at this fixed rate (open loop); 0: skip")
-    ap.add_argument("--serve", choices=["bare", "gateway"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=["bare", "gateway", "gateway-redis"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--http", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     if args.serve:
-        serve(args.serve, args.port, url, args.loop, args.http)
+        serve(args.serve, args.port, url, args.loop, args.http, args.redis)
         return
     inproc = in_process(args.requests)
     key = new_key(url)
     servers: list[Server] = []
     try:
         for spec in args.servers.split(","):
-            servers.append(Server(spec, url, key))
+            servers.append(Server(spec, url, key, args.redis))
         res = measure(servers, args.requests, args.rounds, not args.no_httpx, args.rate)
     finally:
         for s in servers:

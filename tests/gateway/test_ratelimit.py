@@ -51,9 +51,18 @@ def test_redis_limits_are_shared_between_processes(redis_prefix):
         assert got[:4] == [None] * 4 and all(w is not None and w >= 1 for w in got[4:])
         assert await a.check("key-2", lim) is None
         await b.add_tokens("key-2", 1000, lim)
-        assert await a.check("key-2", lim) is not None
-        await a.close()
+        assert await b.check("key-2", lim) is not None  # its own charge: at once
+        assert await a.check("key-2", lim) is not None  # (it went with b's check)
+        # a charge with no request after it reaches the other process by the flush
+        assert await a.check("key-3", lim) is None
+        await b.add_tokens("key-3", 1000, lim)
+        await asyncio.sleep(b.flush_s * 4)
+        assert await a.check("key-3", lim) is not None
+        # and one still pending at shutdown is sent by close
+        await b.add_tokens("key-4", 1000, lim)
         await b.close()
+        assert await a.check("key-4", lim) is not None
+        await a.close()
 
     asyncio.run(main())
 
@@ -69,3 +78,17 @@ def test_gateway_with_redis_answers_429(make_live, redis_prefix):
     with pytest.raises(openai.RateLimitError) as e:
         c.chat.completions.create(model="fake", messages=[{"role": "user", "content": "x"}])
     assert 1 <= int(e.value.response.headers["Retry-After"]) <= 61
+
+
+def test_redis_charges_survive_a_failed_flush():
+    pytest.importorskip("redis")
+
+    async def main():
+        rl = RedisRateLimiter("redis://127.0.0.1:1/0", flush_s=60)  # nothing listens there
+        await rl.add_tokens("k", 5, Limits(rpm=10, tpm=100))
+        await rl.flush()
+        assert sum(rl._pending.values()) == 5  # kept for the next flush
+        rl._flusher.cancel()
+        await rl.redis.aclose()
+
+    asyncio.run(main())

@@ -7,15 +7,20 @@ the true cost of a request is known only once it is generated).
 
 In memory: token buckets refilled continuously (capacity = the per-minute limit).
 Redis: fixed one-minute windows (INCR + PEXPIRE in one Lua script), shared by every gateway
-process that uses the same Redis and prefix.
+process that uses the same Redis and prefix; one round trip per request (token charges ride
+along with the key's next check, or a flush within 50 ms).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,17 @@ class MemoryRateLimiter:
         pass
 
 
-# KEYS: requests window, tokens window. ARGV: rpm, tpm, window ms.
-# Returns {allowed (1/0), ms until the blocking window ends}.
+# KEYS: requests window, tokens window. ARGV: rpm, tpm, window ms, tokens to add first (the
+# key's charges not yet sent). Returns {allowed (1/0), ms until the blocking window ends}.
 _CHECK = """
-local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
+local add = tonumber(ARGV[4])
+local toks
+if add > 0 then
+  toks = redis.call('INCRBY', KEYS[2], add)
+  if toks == add then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+else
+  toks = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
 if toks >= tonumber(ARGV[2]) then
   return {0, redis.call('PTTL', KEYS[2])}
 end
@@ -97,16 +109,25 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
 WINDOW_S = 60
+FLUSH_S = 0.05  # token charges reach Redis within this (or with the key's next request)
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, prefix: str = "distillery"):
+    """One Redis round trip per request. `add_tokens` only notes the charge in this process;
+    the key's next `check` sends it in the same script call, and a background flush sends
+    the rest every FLUSH_S. So this process sees its own charges at once and every other
+    gateway process within FLUSH_S (the tpm window is 60 s). A charge that fails to reach
+    Redis is kept for the next flush."""
+
+    def __init__(self, url: str, prefix: str = "distillery", flush_s: float = FLUSH_S):
         import redis.asyncio as redis
 
         self.redis = redis.Redis.from_url(url)
-        self.prefix = prefix
+        self.prefix, self.flush_s = prefix, flush_s
         self._check = self.redis.register_script(_CHECK)
         self._add = self.redis.register_script(_ADD)
+        self._pending: dict[str, int] = {}  # tokens window key -> tokens not yet in Redis
+        self._flusher: asyncio.Task | None = None
 
     def _keys(self, key_id: str) -> tuple[str, str]:
         w = int(time.time()) // WINDOW_S
@@ -114,17 +135,53 @@ class RedisRateLimiter:
         return f"{base}:r", f"{base}:t"
 
     async def check(self, key_id: str, limits: Limits) -> float | None:
-        ok, ttl_ms = await self._check(keys=self._keys(key_id),
-                                       args=[limits.rpm, limits.tpm, WINDOW_S * 1000 + 1000])
+        keys = self._keys(key_id)
+        add = self._pending.pop(keys[1], 0)
+        try:
+            ok, ttl_ms = await self._check(keys=keys, args=[limits.rpm, limits.tpm,
+                                                            WINDOW_S * 1000 + 1000, add])
+        except BaseException:
+            self._charge(keys[1], add)  # not sent: keep it
+            raise
         if ok:
             return None
         return max(1.0, math.ceil(int(ttl_ms) / 1000)) if int(ttl_ms) > 0 else 1.0
 
     async def add_tokens(self, key_id: str, tokens: int, limits: Limits) -> None:
         if tokens > 0:
-            await self._add(keys=[self._keys(key_id)[1]], args=[tokens, WINDOW_S * 1000 + 1000])
+            self._charge(self._keys(key_id)[1], tokens)
+
+    def _charge(self, tkey: str, tokens: int) -> None:
+        if tokens > 0:
+            self._pending[tkey] = self._pending.get(tkey, 0) + tokens
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send every pending charge now (one pipelined round trip)."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tkey, tokens in pending.items():
+                    await self._add(keys=[tkey], args=[tokens, WINDOW_S * 1000 + 1000],
+                                    client=pipe)
+                await pipe.execute()
+        except Exception as e:
+            log.warning("rate limiter: %d charges not sent to Redis (%s); kept for the next "
+                        "flush", len(pending), type(e).__name__)
+            for tkey, tokens in pending.items():
+                self._charge(tkey, tokens)
 
     async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+        await self.flush()
         await self.redis.aclose()
 
 
