@@ -51,7 +51,7 @@ def engine_dataset(tmp_path_factory):
     with serve_in_thread(make_app(ServerState(), engine=engine)) as url:
         cfg = HarvestConfig(base_url=url, model="tiny-random", api_keys=["k"], concurrency=8,
                             max_tokens=12, temperature=1.0, top_p=1.0, top_logprobs=5,
-                            progress=False)
+                            seed=0, progress=False)  # seeded: the same rows however batched
         rep = harvest([Prompt.user(f"Question {i} about {TOPICS[i % 10]}", "seed")
                        for i in range(24)], path, cfg)
     assert rep.written == 24

@@ -71,8 +71,15 @@ def test_topk_targets_align_with_a_shared_tokenizer(engine_dataset):
     tok = load_tokenizer("tiny-random")
     rows = read_rows(engine_dataset)
     exs = encode_rows(rows, tok, 256, use_topk=True)
+    # a row aligns exactly when the API's token strings are the student's own tokenization of
+    # the answer (a random model often samples a non-canonical split: those rows are skipped)
+    vocab = VocabMap(tok)
+    for row, e in zip(rows, exs, strict=True):
+        same = [vocab.get(t["token"]) for t in row["logprobs"]] == tok.encode(
+            row["response"], add_special_tokens=False)
+        assert (e.topk is not None) == same
     aligned = [e for e in exs if e.topk]
-    assert len(aligned) >= len(exs) // 2
+    assert len(aligned) >= 4
     e = aligned[0]
     for pos, ids, lps in e.topk:
         assert e.labels[pos] != IGNORE and len(ids) == len(lps) <= 5
