@@ -11,6 +11,8 @@ Each server runs in its own subprocess (this file with `--serve`), usage logging
   limits, batcher thread, usage rows); `gateway:asyncio:h11` picks uvicorn's loop and HTTP
   parser (A/B of uvloop and httptools), `gateway@DIR` runs the package in DIR/src (A/B of
   two checkouts).
+- `fastapi`: the smallest FastAPI app of the same exchange (one route, a pydantic body
+  model, a canned answer): what the framework alone costs, between bare and gateway.
 - `gateway-redis`: the same with its rate limits in Redis (`--redis URL`), as gateway
   processes that share limits run.
 
@@ -46,6 +48,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from pydantic import BaseModel
 
 from distillery import store
 from distillery.engine import GenerationRequest, SamplingParams
@@ -101,11 +104,45 @@ async def bare_app(scope, receive, send) -> None:
 _CANNED = _canned()
 
 
+class _Message(BaseModel):
+    role: str
+    content: str
+
+
+class _Chat(BaseModel):
+    model: str
+    messages: list[_Message]
+    max_tokens: int | None = None
+
+
+def fastapi_app():
+    """The smallest FastAPI server of the same exchange: one route, the body validated by a
+    pydantic model, a dict returned (no auth, limits, engine, usage rows or metrics)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    answer = json.loads(_CANNED)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: _Chat) -> dict:
+        return answer
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
 def serve(kind: str, port: int, database: str, loop: str, http: str, redis: str) -> None:
     import uvicorn
 
-    if kind == "bare":
-        uvicorn.run(bare_app, host="127.0.0.1", port=port, log_level="warning",
+    if kind in ("bare", "fastapi"):
+        import gc
+
+        app = bare_app if kind == "bare" else fastapi_app()
+        gc.freeze()  # as the gateway does
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
                     access_log=False, loop=loop, http=http, lifespan="on")
         return
     from distillery.gateway import ServeConfig
@@ -395,7 +432,8 @@ def main() -> None:
     ap.add_argument("--no-httpx", action="store_true", help="skip the httpx client runs")
     ap.add_argument("--rate", type=float, default=500,
                     help="also send --requests at this fixed rate (open loop); 0: skip")
-    ap.add_argument("--serve", choices=["bare", "gateway", "gateway-redis"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=["bare", "fastapi", "gateway", "gateway-redis"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--http", default="auto", help=argparse.SUPPRESS)
