@@ -55,8 +55,9 @@ class EvalResult:
     rouge_l: Metric | None
     wall_s: float
     n_rouge_prompts: int = 0
-    # per held-out prompt: prompt_hash, bytes, bits_{student,base,teacher} and, with ROUGE-L,
-    # rouge_{student,base,teacher} (its first n_rouge_prompts prompts)
+    # per held-out prompt: prompt_hash, bytes, bits_{student,base,teacher} (None where the
+    # answer did not fit max_len) and, with ROUGE-L, rouge_{student,base,teacher} (its first
+    # n_rouge_prompts prompts)
     per_prompt: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -192,8 +193,10 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
             raise ValueError("the reference evaluation used other held-out prompts: give the "
                              "same dataset, heldout_fraction and max_examples")
         held = [held[index[h]] for h in pp["prompt_hash"]]
+    n_rouge = len(held[: cfg.rouge_max_examples]) if cfg.rouge else 0
+    reuse_rouge = pp is not None and len(pp.get("rouge_base", [])) >= n_rouge
     s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size)
-    teacher = load(cfg.teacher) if cfg.teacher and (pp is None or cfg.rouge) else None
+    teacher = load(cfg.teacher) if cfg.teacher and not reuse_rouge else None  # else unused
     if pp is not None:
         b_bits, t_bits = pp["bits_base"], pp["bits_teacher"]
     else:
@@ -215,12 +218,14 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
     nbytes = np.array([len(r["response"].encode()) for r in held], dtype=float)
     arr = [np.array([v[i] for i in keep]) for v in (s_bits, b_bits, t_bits)]
     bpb = bootstrap_metric(*arr, nbytes, cfg.bootstrap, cfg.confidence, cfg.seed)
+    # every held-out prompt, None where an answer did not fit max_len: a later evaluation
+    # with this as its reference lines its prompts up with these lists by position
     per_prompt = {"prompt_hash": [r["prompt_hash"] for r in held], "bytes": nbytes.tolist(),
-                  **{f"bits_{k}": a.tolist() for k, a in zip(("student", "base", "teacher"),
-                                                             arr, strict=True)}}
+                  **{f"bits_{k}": list(v) for k, v in zip(("student", "base", "teacher"),
+                                                         (s_bits, b_bits, t_bits), strict=True)}}
     rouge = None
     if cfg.rouge:
-        held = held[: cfg.rouge_max_examples]
+        held = held[:n_rouge]
         refs = [r["response"] for r in held]
 
         def scores(m, t) -> list[float]:
@@ -228,8 +233,8 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
             return [rouge_l(a, r) for a, r in zip(answers, refs, strict=True)]
 
         s_r = scores(model, tok)
-        if pp is not None and len(pp.get("rouge_base", [])) >= len(held):
-            b_r, t_r = pp["rouge_base"][: len(held)], pp["rouge_teacher"][: len(held)]
+        if reuse_rouge:
+            b_r, t_r = pp["rouge_base"][:n_rouge], pp["rouge_teacher"][:n_rouge]
         else:
             with as_base() as m:
                 b_r = scores(m, tok)
