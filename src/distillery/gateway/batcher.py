@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from distillery.engine.params import GenerationRequest, GenerationResult, StreamDelta
@@ -119,6 +120,16 @@ class Batcher:
             n += len(job.requests)
         return jobs
 
+    @staticmethod
+    def _on_delta(owners: list) -> Callable[[StreamDelta], None]:
+        """Each streamed delta to its job's event loop (none once the job is cancelled)."""
+        def on_delta(d: StreamDelta) -> None:
+            job, li = owners[d.request_index]
+            if job.deltas is not None and not job.cancelled:
+                job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
+
+        return on_delta
+
     def _engine_kw(self, owners: list) -> dict:
         """is_cancelled for an engine that takes it: owners[i] = (job, local index)."""
         if not self.cancellable:
@@ -143,13 +154,9 @@ class Batcher:
             return
         streaming = any(j.deltas is not None for j in jobs)
 
-        def on_delta(d: StreamDelta) -> None:
-            job, li = owners[d.request_index]
-            if job.deltas is not None and not job.cancelled:
-                job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
-
         try:
-            results = self.engine.generate(requests, on_delta if streaming else None,
+            results = self.engine.generate(requests,
+                                           self._on_delta(owners) if streaming else None,
                                            **self._engine_kw(owners))
         except Exception as e:
             if len(jobs) > 1 and not streaming:  # isolate the request that broke the batch
@@ -208,11 +215,6 @@ class Batcher:
                 self._count(len(new))
             return new
 
-        def on_delta(d: StreamDelta) -> None:
-            job, li = owners[d.request_index]
-            if job.deltas is not None and not job.cancelled:
-                job.loop.call_soon_threadsafe(job.deltas.put_nowait, (li, d))
-
         def on_result(index: int, result: GenerationResult | Exception) -> None:
             job, li = owners[index]
             if id(job) in answered:
@@ -231,7 +233,7 @@ class Batcher:
 
         self._count(len(requests))
         try:
-            self.engine.generate([], on_delta, admit=admit, on_result=on_result,
+            self.engine.generate([], self._on_delta(owners), admit=admit, on_result=on_result,
                                  **self._engine_kw(owners))
         except Exception as e:
             log.warning("engine failed: %s", type(e).__name__)
