@@ -109,6 +109,7 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
 WINDOW_S = 60
+KEY_TTL_MS = WINDOW_S * 1000 + 1000  # a window's keys outlive it by a second
 FLUSH_S = 0.05  # token charges reach Redis within this (or with the key's next request)
 
 
@@ -128,6 +129,7 @@ class RedisRateLimiter:
         self._add = self.redis.register_script(_ADD)
         self._pending: dict[str, int] = {}  # tokens window key -> tokens not yet in Redis
         self._flusher: asyncio.Task | None = None
+        self._closed = False  # after close: no more background flushes
 
     def _keys(self, key_id: str) -> tuple[str, str]:
         w = int(time.time()) // WINDOW_S
@@ -139,7 +141,7 @@ class RedisRateLimiter:
         add = self._pending.pop(keys[1], 0)
         try:
             ok, ttl_ms = await self._check(keys=keys, args=[limits.rpm, limits.tpm,
-                                                            WINDOW_S * 1000 + 1000, add])
+                                                            KEY_TTL_MS, add])
         except BaseException:
             self._charge(keys[1], add)  # not sent: keep it
             raise
@@ -154,7 +156,7 @@ class RedisRateLimiter:
     def _charge(self, tkey: str, tokens: int) -> None:
         if tokens > 0:
             self._pending[tkey] = self._pending.get(tkey, 0) + tokens
-            if self._flusher is None or self._flusher.done():
+            if not self._closed and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
@@ -169,19 +171,21 @@ class RedisRateLimiter:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for tkey, tokens in pending.items():
-                    await self._add(keys=[tkey], args=[tokens, WINDOW_S * 1000 + 1000],
+                    await self._add(keys=[tkey], args=[tokens, KEY_TTL_MS],
                                     client=pipe)
                 await pipe.execute()
         except Exception as e:
-            log.warning("rate limiter: %d charges not sent to Redis (%s); kept for the next "
-                        "flush", len(pending), type(e).__name__)
+            log.warning("rate limiter: %d charges not sent to Redis (%s); %s", len(pending),
+                        type(e).__name__, "dropped at close" if self._closed
+                        else "kept for the next flush")
             for tkey, tokens in pending.items():
                 self._charge(tkey, tokens)
 
     async def close(self) -> None:
+        self._closed = True
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
-        await self.flush()
+        await self.flush()  # the last try: what fails now is logged and dropped
         await self.redis.aclose()
 
 
