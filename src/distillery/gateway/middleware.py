@@ -141,9 +141,7 @@ class GatewayMiddleware:
             limit = self.gw.config.max_body_bytes
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
-                ctx.error_type = "request_too_large"
-                await self._reject(send_wrapper, 413, f"request body too large: the limit is "
-                                   f"{limit} bytes", "request_too_large")
+                await self._reject_too_large(send_wrapper, ctx, limit)
                 return
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 # chunked: read it here (up to the limit), then replay it to the app
@@ -152,9 +150,7 @@ class GatewayMiddleware:
                     gone[0] = True
                     return
                 if len(body) > limit:
-                    ctx.error_type = "request_too_large"
-                    await self._reject(send_wrapper, 413, f"request body too large: the "
-                                       f"limit is {limit} bytes", "request_too_large")
+                    await self._reject_too_large(send_wrapper, ctx, limit)
                     return
 
                 async def replay() -> Message:
@@ -197,6 +193,11 @@ class GatewayMiddleware:
             body += message.get("body", b"")
             if len(body) > limit or not message.get("more_body"):
                 return body
+
+    async def _reject_too_large(self, send: Send, ctx: UsageContext, limit: int) -> None:
+        ctx.error_type = "request_too_large"
+        await self._reject(send, 413, f"request body too large: the limit is {limit} bytes",
+                           "request_too_large")
 
     async def _reject(self, send: Send, status: int, message: str, code: str) -> None:
         body = error_body(status, message, code)
