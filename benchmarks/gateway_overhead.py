@@ -255,6 +255,15 @@ def raw_sequential(conn: RawConnection, request: bytes, n: int) -> list[float]:
     return out
 
 
+async def raw_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       request: bytes) -> None:
+    """One request on a keep-alive asyncio connection, its response read to the end."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(_content_length(head))
+    assert head[9:12] == b"200", head[:12]
+
+
 async def raw_concurrent(port: int, request: bytes, n: int, clients: int = CLIENTS
                          ) -> tuple[float, list[float]]:
     lat: list[float] = []
@@ -266,11 +275,8 @@ async def raw_concurrent(port: int, request: bytes, n: int, clients: int = CLIEN
             while left[0] > 0:
                 left[0] -= 1
                 t = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                await reader.readexactly(_content_length(head))
+                await raw_exchange(reader, writer, request)
                 lat.append(time.perf_counter() - t)
-                assert head[9:12] == b"200", head[:12]
         finally:
             writer.close()
 
@@ -292,11 +298,8 @@ async def raw_open_loop(port: int, request: bytes, rate: float, n: int, conns: i
 
     async def one(scheduled: float) -> None:
         reader, writer = await pool.get()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        await reader.readexactly(_content_length(head))
+        await raw_exchange(reader, writer, request)
         lat.append(time.perf_counter() - scheduled)
-        assert head[9:12] == b"200", head[:12]
         pool.put_nowait((reader, writer))
 
     tasks = []
