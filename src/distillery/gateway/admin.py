@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -10,8 +11,11 @@ from pydantic import BaseModel, Field
 from distillery import store
 from distillery.gateway.auth import check_admin
 from distillery.gateway.errors import APIError
+from distillery.gateway.openapi import ADMIN_ERRORS
+from distillery.store.models import ACCOUNT_STATUSES
 
-router = APIRouter(prefix="/admin")
+router = APIRouter(prefix="/admin", responses=ADMIN_ERRORS)
+MAX_LIMIT = 2**31 - 1  # the columns are 32-bit integers
 
 
 class NewAccount(BaseModel):
@@ -21,12 +25,12 @@ class NewAccount(BaseModel):
 class NewKeyBody(BaseModel):
     account: str = Field(min_length=1, max_length=128)
     name: str | None = Field(None, max_length=128)
-    rpm_limit: int | None = Field(None, ge=1)
-    tpm_limit: int | None = Field(None, ge=1)
+    rpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    tpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
 
 
 class StatusBody(BaseModel):
-    status: str
+    status: Literal[ACCOUNT_STATUSES]  # type: ignore[valid-type]
     reason: str | None = Field(None, max_length=1000)
 
 

@@ -3,6 +3,9 @@
 Start-up: migrate the database, start the usage writer, load the engine (or take the one
 given), start the batcher, load the watermark key ring. Shut-down (after uvicorn has let
 in-flight responses finish): stop the batcher, then write every queued usage row.
+
+Open to anyone: /health only. /metrics (it names every account) and /openapi.json need the
+metrics or the admin token; /docs is off unless `public_docs`.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import gc
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
 
+from distillery.gateway.auth import token_matches
 from distillery.gateway.config import ServeConfig
-from distillery.gateway.errors import install_handlers
+from distillery.gateway.errors import APIError, install_handlers
 from distillery.gateway.metrics import GatewayMetrics
 from distillery.gateway.middleware import GatewayMiddleware
+from distillery.gateway.openapi import openapi_schema
 from distillery.gateway.ratelimit import Limits, make_rate_limiter
 from distillery.store.accounts import KeyIdentity
 
@@ -55,6 +61,7 @@ class Gateway:
         self.engine = engine
         self.metrics = GatewayMetrics()
         self.db = self.usage = self.batcher = self.auth = self.limiter = self.ring = None
+        self.startup_error: BaseException | None = None  # why start() failed, for callers
         self._schemes: dict[str, object] = {}
         from distillery.gateway.service import GatewayService
 
@@ -71,7 +78,8 @@ class Gateway:
         self.db = store.make_engine(cfg.database)
         self.usage = store.UsageWriter(self.db, cfg.usage_batch_size, cfg.usage_interval_s)
         self.auth = Authenticator(self.db, cfg.auth_cache_ttl_s)
-        self.limiter = make_rate_limiter(cfg.redis_url, cfg.redis_prefix)
+        self.limiter = make_rate_limiter(cfg.redis_url, cfg.redis_prefix, cfg.redis_timeout_s,
+                                         cfg.redis_retry_s)
         if self.engine is None:
             self.engine = load_engine(cfg)
         self.batcher = Batcher(self.engine, cfg.max_batch_size if cfg.dynamic_batching else 1,
@@ -124,7 +132,11 @@ def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        gw.start()
+        try:
+            gw.start()
+        except BaseException as e:  # uvicorn logs it; start_in_thread reports it
+            gw.startup_error = e
+            raise
         # Everything loaded so far (torch, transformers, the model) lives as long as the
         # process: move it out of the collector's reach, or each full collection walks those
         # millions of objects and stalls every request for ~200 ms (BENCHMARKS.md, Gateway).
@@ -138,6 +150,7 @@ def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
     # FastAPI's OpenTelemetry hooks off: we export Prometheus metrics; on, every request looks
     # up the global OTel providers, and spans would start costing as soon as any is configured
     app = FastAPI(title="distillery gateway", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False,
                              "operation_spans": False})
     app.state.gateway = gw
@@ -147,17 +160,48 @@ def create_app(config: ServeConfig | None = None, engine=None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(admin.router)
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": gw.engine.model_name if gw.engine else None}
+    def check_operator(request: Request) -> None:
+        if not token_matches(request.headers.get("authorization"), config.metrics_token,
+                             config.admin_token):
+            raise APIError(401, "this route needs the metrics or the admin token "
+                           "(DISTILLERY_METRICS_TOKEN, DISTILLERY_ADMIN_TOKEN) as a bearer "
+                           "token", "invalid_operator_token")
 
-    @app.get("/metrics")
-    async def metrics():
+    @app.get("/health", include_in_schema=False)
+    async def health():
+        """200 while serving. "degraded" (still 200: every process sees the same outage, so a
+        load balancer taking them all out would turn it into a full one) while Redis is down
+        and rate limits are per process."""
+        out: dict = {"status": "ok", "model": gw.engine.model_name if gw.engine else None}
+        if gw.limiter is not None and gw.limiter.degraded:
+            out.update(status="degraded", degraded=["rate_limits: Redis unreachable; limits "
+                                                    "are per process"])
+        return out
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request):
+        check_operator(request)
+        m = gw.metrics
         if gw.batcher is not None:
-            gw.metrics.queue_depth.set(gw.batcher.depth)
+            m.queue_depth.set(gw.batcher.depth)
         if gw.usage is not None:
-            gw.metrics.usage_backlog.set(gw.usage.backlog)
-        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+            m.usage_backlog.set(gw.usage.backlog)
+            m.usage_dropped.set(gw.usage.dropped)
+        if gw.limiter is not None:
+            m.ratelimit_degraded.set(int(gw.limiter.degraded))
+            m.ratelimit_fallbacks.set(getattr(gw.limiter, "fallbacks", 0))
+        return Response(m.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request):
+        if not config.public_docs:
+            check_operator(request)
+        return JSONResponse(openapi_schema(app, config))
+
+    if config.public_docs:
+        @app.get("/docs", include_in_schema=False)
+        async def docs():
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
     app.add_middleware(GatewayMiddleware, gateway=gw)
     return app

@@ -27,10 +27,10 @@ class Authenticator:
         self._cache: dict[str, tuple[KeyIdentity | None, float]] = {}
 
     async def identify(self, authorization: str | None) -> KeyIdentity:
-        if not authorization or not authorization.startswith("Bearer "):
+        key = bearer(authorization)
+        if key is None:
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'",
                            "missing_api_key")
-        key = authorization[7:].strip()
         if not key.startswith(KEY_PREFIX) or len(key) > 256:
             raise APIError(401, "invalid API key", "invalid_api_key")
         digest = hash_key(key)
@@ -58,11 +58,23 @@ class Authenticator:
         self._cache.clear()
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The credentials of 'Bearer <token>' (the scheme is case-insensitive, RFC 7235)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def token_matches(authorization: str | None, *tokens: str | None) -> bool:
+    """Whether the bearer token is one of `tokens` (constant-time comparisons, all done)."""
+    given = (bearer(authorization) or "").encode()
+    hits = [secrets.compare_digest(given, t.encode()) for t in tokens if t is not None]
+    return any(hits)
+
+
 def check_admin(token: str | None, authorization: str | None) -> None:
     if token is None:
         raise APIError(403, "admin routes are disabled: start the server with an admin token "
                        "(DISTILLERY_ADMIN_TOKEN)", "admin_disabled")
-    given = (authorization or "")[7:].strip() if (authorization or "").startswith(
-        "Bearer ") else ""
-    if not secrets.compare_digest(given.encode(), token.encode()):
+    if not token_matches(authorization, token):
         raise APIError(401, "invalid admin token", "invalid_admin_token")

@@ -26,8 +26,18 @@ class ServeConfig:
     # admin routes (/admin/...) need this bearer token; None disables them
     admin_token: str | None = field(default_factory=lambda: os.environ.get(
         "DISTILLERY_ADMIN_TOKEN") or None, repr=False)
+    # /metrics and /openapi.json need this bearer token (or the admin token): the metrics
+    # name every account. A secret like the key ring: from the environment, never logged
+    metrics_token: str | None = field(default_factory=lambda: os.environ.get(
+        "DISTILLERY_METRICS_TOKEN") or None, repr=False)
+    public_docs: bool = False  # True: /docs and /openapi.json open to anyone
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this (else 408)
+    body_timeout_s: float = 30.0  # and its body within this of the headers (else 408)
     redis_url: str | None = None  # shared rate limits across gateway processes
     redis_prefix: str = "distillery"
+    # a Redis call slower than this counts as Redis down: per-process limits until it is back
+    redis_timeout_s: float = 0.5
+    redis_retry_s: float = 2.0  # while down, try Redis again this often
     rpm_limit: int = 600  # per key, unless the key sets its own
     tpm_limit: int = 1_000_000
     throttled_factor: float = 0.1  # a throttled account gets this fraction of its limits
@@ -68,8 +78,14 @@ class ServeConfig:
             raise ValueError(f"throttled_factor must be in (0, 1], got {self.throttled_factor}")
         if self.batch_wait_ms < 0 or self.auth_cache_ttl_s < 0 or self.usage_interval_s < 0:
             raise ValueError("batch_wait_ms, auth_cache_ttl_s and usage_interval_s must be >= 0")
-        if self.admin_token is not None and len(self.admin_token) < 16:
-            raise ValueError("admin_token must have at least 16 characters")
+        for name in ("header_timeout_s", "body_timeout_s", "redis_timeout_s", "redis_retry_s"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not 0 < v <= 3600:
+                raise ValueError(f"{name} must be a number of seconds in (0, 3600], got {v!r}")
+        for name in ("admin_token", "metrics_token"):
+            v = getattr(self, name)
+            if v is not None and len(v) < 16:
+                raise ValueError(f"{name} must have at least 16 characters")
 
     @classmethod
     def from_toml(cls, path: str | Path | None = None, **overrides) -> ServeConfig:

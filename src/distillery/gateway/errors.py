@@ -42,17 +42,18 @@ def error_response(status: int, message: str, code: str | None = None, param: st
                     headers=headers, media_type="application/json")
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[int, str, str | None]:
+def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+    """(code, message, param) for an invalid request: OpenAI answers these with 400."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return 400, "the request body is not valid JSON", None
+        return "invalid_json", "the request body is not valid JSON", None
     parts, param = [], None
     for e in errors[:5]:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         where = ".".join(loc) or "body"
         param = param or where
         parts.append(f"{where}: {e.get('msg', 'invalid')}")
-    return 422, "invalid request: " + "; ".join(parts), param
+    return "invalid_value", "invalid request: " + "; ".join(parts), param
 
 
 def _note(req: Request, error_type: str) -> None:
@@ -70,9 +71,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(req: Request, exc: RequestValidationError) -> Response:
-        status, message, param = _validation_message(exc)
-        _note(req, "invalid_json" if status == 400 else "invalid_value")
-        return error_response(status, message, "invalid_value" if status == 422 else None, param)
+        code, message, param = _validation_message(exc)
+        _note(req, code)
+        return error_response(400, message, code, param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> Response:

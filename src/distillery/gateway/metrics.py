@@ -24,6 +24,15 @@ class GatewayMetrics:
                                  registry=r)
         self.usage_backlog = Gauge("distillery_usage_backlog", "usage rows not yet written",
                                    registry=r)
+        self.usage_dropped = Gauge("distillery_usage_rows_dropped",
+                                   "usage rows the database refused (logged; the others "
+                                   "were written)", registry=r)
+        self.ratelimit_degraded = Gauge("distillery_ratelimit_degraded",
+                                        "1 while Redis is unreachable and rate limits are "
+                                        "per process", registry=r)
+        self.ratelimit_fallbacks = Gauge("distillery_ratelimit_fallback_requests",
+                                         "requests limited in process because Redis was down",
+                                         registry=r)
         self.batch_size = Histogram("distillery_batch_requests", "requests per engine call",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
 

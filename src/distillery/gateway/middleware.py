@@ -1,4 +1,11 @@
-"""One ASGI middleware for /v1: request id, body size limit, usage row, metrics.
+"""One ASGI middleware for /v1: request id, authentication, body size and time limits, usage
+row, metrics.
+
+Order: the API key is checked (401/403) before a byte of the body is read or parsed. The
+request id is always the server's own (unique: the usage row's identity); a client's
+X-Request-ID is kept as data (`client_request_id`), since clients repeat them. The body must
+arrive within `body_timeout_s` of the headers, else 408 and the connection is closed (the
+headers' own bound is in server.py).
 
 Pure ASGI (no BaseHTTPMiddleware): it adds a few microseconds, and it sees the last byte of
 a streamed response. The usage row is queued just before that last byte leaves, so a
@@ -27,16 +34,17 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from distillery.gateway.errors import error_body
+from distillery.gateway.errors import APIError, error_body
 
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models"}
-CLIENT_CLOSED = 499
+CLIENT_CLOSED = 499  # nginx's code: the client went away before the response ended
+TIMED_OUT = object()  # _read_chunked: the body did not arrive in time
 # request ids: a random per-process prefix and a counter (uuid4 reads urandom per request)
 _RID_PREFIX = secrets.token_hex(8)
-_rid_counter = itertools.count()  # nginx's code: the client went away before the response ended
+_rid_counter = itertools.count()
 
 
 @dataclass
@@ -44,6 +52,8 @@ class UsageContext:
     """Filled by the handlers as a request goes; becomes one usage row."""
 
     request_id: str
+    client_request_id: str | None = None
+    ident: object = None  # the caller's KeyIdentity, once authenticated
     account_id: int | None = None
     account: str | None = None
     key_id: str | None = None
@@ -83,14 +93,16 @@ class GatewayMiddleware:
             return
         started_wall, t0 = datetime.now(UTC), time.perf_counter()
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        if not _REQUEST_ID.match(rid):
-            rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
-        ctx = UsageContext(request_id=rid)
+        client_rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
+        ctx = UsageContext(request_id=rid, client_request_id=client_rid
+                           if _REQUEST_ID.match(client_rid) else None)
         scope.setdefault("state", {})["usage"] = ctx
         status = [0]
         done = [False]
         gone = [False]  # the client dropped the connection before the last byte
+        timed_out = [False]  # the body did not arrive in time: the answer is our 408
+        body_deadline = time.monotonic() + self.gw.config.body_timeout_s
         rid_header = (b"x-request-id", rid.encode())
         task = asyncio.current_task()
         disconnected: asyncio.Event | None = None  # made when the app listens (streaming)
@@ -100,11 +112,18 @@ class GatewayMiddleware:
         def finish() -> None:
             if not done[0]:
                 done[0] = True
+                if gone[0]:  # the app answered a client already gone (FastAPI: 400)
+                    status[0], ctx.error_type = CLIENT_CLOSED, "client_closed"
                 self._record(scope, headers, ctx, status[0], started_wall, t0)
 
         ctx.finish = finish
 
         async def send_wrapper(message: Message) -> None:
+            if timed_out[0] or gone[0]:
+                if gone[0] and message["type"] == "http.response.body" and not message.get(
+                        "more_body"):
+                    finish()
+                return  # the app's answer to a body it never got: ours is sent instead
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
@@ -130,7 +149,10 @@ class GatewayMiddleware:
                     disconnected = asyncio.Event()
                 await disconnected.wait()
                 return {"type": "http.disconnect"}
-            message = await body_source()
+            message = await self._timed(body_source, body_deadline)
+            if message is None:  # too slow: the app sees a disconnect, the client our 408
+                timed_out[0] = True
+                return {"type": "http.disconnect"}
             if message["type"] == "http.disconnect":
                 gone[0] = True
             elif not message.get("more_body"):
@@ -138,6 +160,12 @@ class GatewayMiddleware:
             return message
 
         try:
+            try:
+                ctx.ident = await self._authenticate(headers, ctx)
+            except APIError as e:
+                ctx.error_type = e.code or e.type
+                await self._reject(send_wrapper, e.status, e.message, e.code, e.headers)
+                return
             limit = self.gw.config.max_body_bytes
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
@@ -145,9 +173,12 @@ class GatewayMiddleware:
                 return
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 # chunked: read it here (up to the limit), then replay it to the app
-                body = await self._read_chunked(receive, limit)
+                body = await self._read_chunked(receive, limit, body_deadline)
                 if body is None:
                     gone[0] = True
+                    return
+                if body is TIMED_OUT:
+                    timed_out[0] = True
                     return
                 if len(body) > limit:
                     await self._reject_too_large(send_wrapper, ctx, limit)
@@ -163,7 +194,8 @@ class GatewayMiddleware:
                 raise
             task.uncancel()  # our own cancel (watch): the client is gone, nothing to answer
         except Exception as e:
-            if not gone[0]:  # (a client gone mid-body makes the app raise ClientDisconnect)
+            # (a client gone mid-body makes the app raise ClientDisconnect)
+            if not gone[0] and not timed_out[0]:
                 log.error("unhandled %s on %s %s (request %s)", type(e).__name__,
                           scope["method"], scope["path"], rid, exc_info=e)
                 ctx.error_type = "internal_error"
@@ -172,6 +204,12 @@ class GatewayMiddleware:
                                        "request id is in the x-request-id header",
                                        "internal_error")
         finally:
+            if timed_out[0] and not done[0]:
+                timed_out[0] = False  # let our own answer through
+                ctx.error_type = "request_timeout"
+                await self._reject(send_wrapper, 408, "the request body did not arrive "
+                                   f"within {self.gw.config.body_timeout_s:g} s", "timeout",
+                                   close=True)
             if not done[0]:  # no last byte sent: a crash, or the client went away
                 done[0] = True
                 if gone[0] or (status[0] and status[0] < 400):
@@ -182,12 +220,31 @@ class GatewayMiddleware:
                                                     else "internal_error")
                 self._record(scope, headers, ctx, code, started_wall, t0)
 
+    async def _authenticate(self, headers: dict, ctx: UsageContext):
+        """The caller's key and account, before the body is read (401, 403 as APIError)."""
+        auth = self.gw.auth
+        ident = await auth.identify(headers.get(b"authorization", b"").decode("latin-1"))
+        ctx.account_id, ctx.account, ctx.key_id = ident.account_id, ident.account, ident.key_id
+        auth.enforce_status(ident)
+        return ident
+
     @staticmethod
-    async def _read_chunked(receive: Receive, limit: int) -> bytearray | None:
-        """The whole body, or as soon as it passes `limit`; None if the client left."""
+    async def _timed(receive: Receive, deadline: float) -> Message | None:
+        """The next message, or None if it does not come before `deadline`."""
+        try:
+            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+
+    async def _read_chunked(self, receive: Receive, limit: int, deadline: float
+                            ) -> bytearray | object | None:
+        """The whole body, or as soon as it passes `limit`; None if the client left,
+        TIMED_OUT if the body did not arrive by `deadline`."""
         body = bytearray()
         while True:
-            message = await receive()
+            message = await self._timed(receive, deadline)
+            if message is None:
+                return TIMED_OUT
             if message["type"] != "http.request":
                 return None
             body += message.get("body", b"")
@@ -199,11 +256,15 @@ class GatewayMiddleware:
         await self._reject(send, 413, f"request body too large: the limit is {limit} bytes",
                            "request_too_large")
 
-    async def _reject(self, send: Send, status: int, message: str, code: str) -> None:
+    async def _reject(self, send: Send, status: int, message: str, code: str | None,
+                      headers: dict[str, str] | None = None, close: bool = False) -> None:
         body = error_body(status, message, code)
+        extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        if close:  # uvicorn closes the connection after this response
+            extra.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
 
     def _record(self, scope: Scope, headers: dict, ctx: UsageContext, status: int,
@@ -223,7 +284,8 @@ class GatewayMiddleware:
         if status >= 400 and ctx.error_type is None:
             ctx.error_type = str(status)
         row = {
-            "request_id": ctx.request_id, "account_id": ctx.account_id, "key_id": ctx.key_id,
+            "request_id": ctx.request_id, "client_request_id": ctx.client_request_id,
+            "account_id": ctx.account_id, "key_id": ctx.key_id,
             "created_at": started, "finished_at": started + timedelta(seconds=elapsed),
             "method": scope["method"][:8], "route": path[:64], "model": ctx.model,
             "status_code": status, "error_type": ctx.error_type,

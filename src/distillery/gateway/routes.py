@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from fastapi import APIRouter, Request
@@ -9,26 +10,25 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from distillery.gateway.errors import APIError
 from distillery.gateway.middleware import UsageContext
+from distillery.gateway.openapi import V1_ERRORS
 from distillery.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from distillery.store.accounts import KeyIdentity
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=V1_ERRORS)
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def _admit(request: Request) -> tuple[KeyIdentity, UsageContext]:
-    """Authenticate, enforce the account's status and the key's rate limits."""
+    """The key's rate limits (the middleware has authenticated the key, before the body)."""
     gw = request.app.state.gateway
     ctx: UsageContext = request.state.usage
-    ident = await gw.auth.identify(request.headers.get("authorization"))
-    ctx.account_id, ctx.account, ctx.key_id = ident.account_id, ident.account, ident.key_id
-    gw.auth.enforce_status(ident)
+    ident: KeyIdentity = ctx.ident
     retry = await gw.limiter.check(ident.key_id, gw.limits_for(ident))
     if retry is not None:
-        raise APIError(429, f"rate limit reached for key {ident.key_id}; retry in "
-                       f"{retry:.0f} s", "rate_limit_exceeded",
-                       headers={"Retry-After": str(max(1, round(retry)))})
+        wait = max(1, math.ceil(retry))  # whole seconds, rounded up: a retry then succeeds
+        raise APIError(429, f"rate limit reached for key {ident.key_id}; retry in {wait} s",
+                       "rate_limit_exceeded", headers={"Retry-After": str(wait)})
     return ident, ctx
 
 
@@ -40,7 +40,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     requests = await svc.chat_requests(body, ident, ctx)
     job = svc.submit(requests, body.stream)
     if body.stream:
-        return StreamingResponse(svc.stream(job, ident, ctx, ctx.request_id, True, body.n),
+        return StreamingResponse(svc.stream(job, ident, ctx, ctx.request_id, True, body.n,
+                                            include_usage=body.include_usage),
                                  media_type="text/event-stream", headers=_SSE_HEADERS)
     return JSONResponse(await svc.chat_response(job, ident, ctx, ctx.request_id))
 
@@ -55,7 +56,7 @@ async def completions(body: CompletionRequest, request: Request):
     with_top = bool(body.logprobs)
     if body.stream:
         return StreamingResponse(svc.stream(job, ident, ctx, ctx.request_id, False, body.n,
-                                            with_top),
+                                            with_top, body.include_usage),
                                  media_type="text/event-stream", headers=_SSE_HEADERS)
     return JSONResponse(await svc.completion_response(job, ident, ctx, ctx.request_id,
                                                       with_top))

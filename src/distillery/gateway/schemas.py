@@ -35,7 +35,12 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    # false: no usage chunk before [DONE]. Without stream_options this server sends one
+    # (an extension: OpenAI sends it only when asked)
     include_usage: bool = True
+
+
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format")
 
 
 class _Sampling(BaseModel):
@@ -51,6 +56,23 @@ class _Sampling(BaseModel):
     stream_options: StreamOptions | None = None
     repetition_penalty: float | None = Field(None, gt=0, le=10)  # extension, as vLLM
     user: str | None = Field(None, max_length=256)
+    # accepted only to be refused: silently ignoring them would answer another question
+    tools: list | None = None
+    tool_choice: str | dict | None = None
+    functions: list | None = None
+    function_call: str | dict | None = None
+    response_format: dict | None = None
+
+    @field_validator(*UNSUPPORTED)
+    @classmethod
+    def _unsupported(cls, v: object) -> None:
+        if v is not None:
+            raise ValueError("not supported by this server yet; send the request without it")
+        return None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is None or self.stream_options.include_usage
 
     @field_validator("stop")
     @classmethod

@@ -249,7 +249,8 @@ class GatewayService:
                 "total_tokens": ctx.prompt_tokens + ctx.completion_tokens}
 
     async def stream(self, job, ident: KeyIdentity, ctx: UsageContext, rid: str, chat: bool,
-                     n: int, with_top: bool = False) -> AsyncIterator[bytes]:
+                     n: int, with_top: bool = False, include_usage: bool = True
+                     ) -> AsyncIterator[bytes]:
         """SSE chunks as the engine decodes; then a usage chunk and [DONE]. A client that
         goes away cancels the job; its usage row keeps the text streamed so far."""
         created, model = int(time.time()), self.gw.engine.model_name
@@ -300,7 +301,8 @@ class GatewayService:
         await self._account(ident, ctx, results)
         ctx.responses = ["".join(texts.get(i, [])) for i in range(n * len(job.requests))]
         ctx.finish()
-        yield _sse({**head, "choices": [], "usage": self._usage(ctx)})
+        if include_usage:
+            yield _sse({**head, "choices": [], "usage": self._usage(ctx)})
         yield b"data: [DONE]\n\n"
 
 

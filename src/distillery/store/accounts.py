@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from distillery.store.models import ACCOUNT_STATUSES, Account, ApiKey, utcnow
 
 KEY_PREFIX = "dk-"
+MAX_LIMIT = 2**31 - 1  # rpm_limit and tpm_limit are 32-bit integer columns
 
 
 def hash_key(key: str) -> str:
@@ -122,8 +123,9 @@ def set_status(engine: Engine, name: str, status: str, reason: str | None = None
 def create_key(engine: Engine, account: str, name: str | None = None,
                rpm_limit: int | None = None, tpm_limit: int | None = None) -> NewKey:
     for v, what in ((rpm_limit, "rpm_limit"), (tpm_limit, "tpm_limit")):
-        if v is not None and v <= 0:
-            raise ValueError(f"{what} must be a positive integer (or unset for the default)")
+        if v is not None and not 0 < v <= MAX_LIMIT:
+            raise ValueError(f"{what} must be an integer in [1, {MAX_LIMIT}] (or unset for the "
+                             "default)")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     with Session(engine) as s:
         a = _get_account(s, account)

@@ -72,7 +72,10 @@ class Usage(Base):
     __table_args__ = (Index("ix_usage_account_created", "account_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # the server's own id for the request (unique; sent back as x-request-id)
     request_id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # the X-Request-ID the client sent, as data: clients may repeat one (migration 0002)
+    client_request_id: Mapped[str | None] = mapped_column(String(64))
     # null when the request failed before authentication (401)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     key_id: Mapped[str | None] = mapped_column(String(32))

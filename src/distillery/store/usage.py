@@ -5,12 +5,19 @@ a response; a background thread drains the queue into the database in batches (o
 executemany per batch). `close()` writes everything still queued: the gateway calls it at
 shutdown (uvicorn's graceful shutdown on SIGTERM waits for in-flight responses, then runs the
 lifespan's shutdown), so no answered request goes unrecorded.
+
+One bad row cannot block the others: when a batch fails for a reason other than the database
+being unreachable (a constraint, a value the column refuses), the writer inserts that batch
+row by row and drops, logs and counts (`dropped`) only the rows the database refuses. While
+the database is unreachable the batch is retried, and spilled to a 0600 JSONL file at
+shutdown. A SIGKILL loses what is queued: at most `interval_s` of rows (README, "Usage").
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -18,10 +25,20 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, insert
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from distillery.store.models import Usage
 
 log = logging.getLogger(__name__)
+
+
+def _refused(e: Exception) -> bool:
+    """A row the database refuses (a constraint, a value the column cannot hold, a value the
+    driver cannot send): no retry will fix it. Anything else (database down, connection
+    lost, table missing) is retried."""
+    return isinstance(e, IntegrityError | DataError) or (
+        isinstance(e, StatementError) and not isinstance(e, DBAPIError))
+
 
 class UsageWriter:
     def __init__(self, engine: Engine, batch_size: int = 500, interval_s: float = 0.05,
@@ -34,7 +51,8 @@ class UsageWriter:
         # context switch for its row; the writer drains every interval_s.
         self._q: deque[dict] = deque()
         self._recorded = 0  # rows recorded (only grows)
-        self.written = 0  # rows written or spilled (only grows)
+        self.written = 0  # rows written, spilled or dropped (only grows)
+        self.dropped = 0  # rows the database refused (logged), so that the rest are written
         self._lock = threading.Lock()
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -81,14 +99,37 @@ class UsageWriter:
             self._drain(final=False)
         self._drain(final=True)  # everything recorded before close()
 
+    def _insert(self, rows: list[dict]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(Usage.__table__), rows)
+
+    def _write_rows(self, batch: list[dict]) -> list[dict]:
+        """Row by row: drop (log, count) each row the database refuses; return the rows not
+        tried because the database became unreachable."""
+        for i, row in enumerate(batch):
+            try:
+                self._insert([row])
+            except Exception as e:
+                if not _refused(e):
+                    return batch[i:]
+                self.dropped += 1
+                log.error("usage row of request %s refused by the database (%s: %s); "
+                          "dropped, the others are written", row.get("request_id"),
+                          type(e).__name__, str(getattr(e, "orig", e)).splitlines()[0][:200])
+        return []
+
     def _write(self, batch: list[dict], final: bool) -> None:
+        n = len(batch)
         delay = 0.1
         for attempt in range(1, 1_000_000):
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(Usage.__table__), batch)
+                self._insert(batch)
                 break
             except Exception as e:  # keep the rows; a database hiccup must not lose them
+                if _refused(e):
+                    batch = self._write_rows(batch)
+                    if not batch:
+                        break
                 if (final or self._stop.is_set()) and attempt >= 3:
                     self._spill(batch, e)
                     break
@@ -97,7 +138,7 @@ class UsageWriter:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         with self._cv:
-            self.written += len(batch)
+            self.written += n
             self._cv.notify_all()
 
     def _spill(self, batch: list[dict], error: Exception) -> None:
@@ -105,9 +146,10 @@ class UsageWriter:
         from distillery.models.registry import distillery_home
 
         d = self.fallback_dir or distillery_home()
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = d / f"usage-unwritten-{int(time.time())}.jsonl"
-        with open(path, "a") as f:
+        # 0600: the rows hold prompts and responses
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as f:
             for row in batch:
                 f.write(json.dumps(row, default=_jsonable) + "\n")
         log.error("database unavailable at shutdown (%s): %d usage rows saved to %s",
