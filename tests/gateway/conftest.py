@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from dataclasses import dataclass
 
 import pytest
@@ -88,7 +89,7 @@ def make_live(tmp_path):
     started = []
 
     def make(engine=None, **cfg) -> Live:
-        sub = tmp_path / f"g{len(started)}"
+        sub = tmp_path / f"g{len(list(tmp_path.glob('g*')))}"  # also after a failed start
         sub.mkdir()
         lv = start_live(sub, engine, **cfg)
         started.append(lv)
@@ -105,3 +106,15 @@ def module_live(tmp_path_factory):
     lv = start_live(tmp_path_factory.mktemp("live"))
     yield lv
     lv.server.stop()
+
+
+@pytest.fixture
+def redis_prefix(redis_server):
+    import redis
+
+    r = redis.Redis.from_url(redis_server + "/0")
+    prefix = f"distillery-test-{secrets.token_hex(4)}"
+    yield prefix
+    for k in r.scan_iter(f"{prefix}:*"):
+        r.delete(k)
+    r.close()

@@ -107,12 +107,18 @@ def test_hashes_only_keeps_no_text(make_live):
     assert len(row["prompt_sha256"]) == 64 and len(row["responses_sha256"]) == 64
 
 
-def test_health_and_metrics_are_open(live):
+def test_health_is_open_and_metrics_need_the_operator_token(live):
     import httpx
 
     live.client().chat.completions.create(model="fake", messages=MSG, max_tokens=2)
     assert httpx.get(live.server.base_url + "/health").json()["status"] == "ok"
-    m = httpx.get(live.server.base_url + "/metrics").text
+    url = live.server.base_url + "/metrics"
+    for auth in (None, f"Bearer {live.key}", "Bearer " + "x" * 32):
+        r = httpx.get(url, headers={"Authorization": auth} if auth else {})
+        assert r.status_code == 401 and "alice" not in r.text, auth
+        assert r.json()["error"]["type"] == "authentication_error"
+    token = live.gateway.config.admin_token
+    m = httpx.get(url, headers={"Authorization": f"bearer {token}"}).text
     assert 'distillery_requests_total{route="/v1/chat/completions",status="200"} 1.0' in m
     assert 'distillery_account_requests_total{account="alice",status="200"} 1.0' in m
     assert "distillery_request_seconds_bucket" in m and "distillery_queue_depth" in m

@@ -8,8 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from distillery import store
-
-wm = pytest.importorskip("distillery.watermark")
+from distillery import watermark as wm
 
 
 @pytest.fixture
@@ -61,7 +60,13 @@ def test_watermark_detect_cli_names_the_account(make_live, tiny_engine, ring_env
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_serve_refuses_a_watermark_without_a_key(make_live, monkeypatch, tmp_path):
+    """It fails for that reason (not any start-up failure), and starts once a key is there."""
     monkeypatch.delenv("DISTILLERY_WATERMARK_KEY", raising=False)
     monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))
-    with pytest.raises(RuntimeError, match="failed to start"):
+    with pytest.raises(RuntimeError, match="failed to start") as e:
         make_live(watermark="kgw")
+    cause = e.value.__cause__
+    assert cause is not None and "DISTILLERY_WATERMARK_KEY" in str(cause), repr(cause)
+    monkeypatch.setenv("DISTILLERY_WATERMARK_KEY", secrets.token_hex(32))
+    lv = make_live(watermark="kgw")
+    assert lv.rows() == [] and lv.gateway.ring is not None

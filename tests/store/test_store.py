@@ -114,3 +114,66 @@ def test_usage_writer_spills_to_a_file_when_the_database_is_gone(tmp_path):
     w.close()
     spilled = list(tmp_path.glob("usage-unwritten-*.jsonl"))
     assert spilled and '"request_id": "r1"' in spilled[0].read_text()
+
+
+def test_one_refused_row_does_not_block_the_batch(url):
+    """A row the database refuses (here: a request id already stored) is dropped, logged and
+    counted; every other row of its batch, and of the batches after it, is written."""
+    store.migrate(url)
+    db = store.make_engine(url)
+    w = store.UsageWriter(db, batch_size=50, interval_s=0.01)
+    w.record(row(5))
+    assert w.flush(10)
+    for i in range(200):
+        w.record(row(i))  # r5 again: refused
+    assert w.flush(10)
+    assert w.dropped == 1 and w.backlog == 0
+    with db.connect() as c:
+        assert c.scalar(select(func.count()).select_from(store.Usage)) == 200
+    w.close()
+    db.dispose()
+
+
+def _migrate_at_once(url: str, barrier) -> None:
+    barrier.wait()
+    store.migrate(url)
+
+
+def test_concurrent_first_start_on_postgresql(pg_url):
+    """Several gateway processes migrating one fresh schema at once all succeed (forked, so
+    that they start within milliseconds of each other)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_migrate_at_once, args=(pg_url, barrier)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    db = store.make_engine(pg_url)
+    with db.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
+    db.dispose()
+
+
+def test_migration_0002_keeps_the_rows_of_0001(sqlite_url):
+    from alembic import command
+    from alembic.config import Config
+
+    db = store.make_engine(sqlite_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(store.db.MIGRATIONS))
+    with db.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0001")
+    old = {k: v for k, v in row(1).items()}
+    with db.begin() as c:
+        c.execute(store.Usage.__table__.insert().values(
+            **old, stream=False, logprobs=False))
+    store.migrate(sqlite_url)
+    with db.connect() as c:
+        got = c.execute(select(store.Usage.request_id, store.Usage.client_request_id)).all()
+    assert got == [("r1", None)]
+    db.dispose()
