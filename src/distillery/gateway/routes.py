@@ -17,6 +17,8 @@ from distillery.store.accounts import KeyIdentity
 router = APIRouter(prefix="/v1", responses=V1_ERRORS)
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# stream=true answers server-sent events: say so in the schema beside the JSON
+_STREAMS = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 async def _admit(request: Request) -> tuple[KeyIdentity, UsageContext]:
@@ -32,7 +34,7 @@ async def _admit(request: Request) -> tuple[KeyIdentity, UsageContext]:
     return ident, ctx
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=_STREAMS)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     ident, ctx = await _admit(request)
     svc = request.app.state.gateway.service
@@ -46,7 +48,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     return JSONResponse(await svc.chat_response(job, ident, ctx, ctx.request_id))
 
 
-@router.post("/completions")
+@router.post("/completions", responses=_STREAMS)
 async def completions(body: CompletionRequest, request: Request):
     ident, ctx = await _admit(request)
     svc = request.app.state.gateway.service
