@@ -61,7 +61,8 @@ def run_once(tmp: Path, concurrency: int, interval: float, warm_s: float) -> dic
     cfg = tmp / "serve.toml"
     cfg.write_text(f"usage_interval_s = {interval}\nrpm_limit = 100000000\n"
                    f"tpm_limit = 1000000000\nlog_level = \"warning\"\n")
-    proc = subprocess.Popen([sys.executable, "-m", "distillery.cli", "serve", "--model", "fake",
+    proc = subprocess.Popen([sys.executable, "-c", "from distillery.cli import main; main()",
+                             "serve", "--model", "fake",
                              "--watermark", "none", "--database", url, "--port", str(port),
                              "--config", str(cfg)], stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
