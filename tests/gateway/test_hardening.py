@@ -96,6 +96,19 @@ def test_a_stalled_body_gets_408_and_the_connection_closed_in_time(make_live):
     s.close()
 
 
+def test_admin_routes_check_the_token_before_and_time_the_body(make_live):
+    lv = make_live(body_timeout_s=1.0)
+    s = connect(lv)
+    s.sendall(b"POST /admin/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    assert read_until_closed(s).startswith(b"HTTP/1.1 401")  # at once: no token
+    s = connect(lv)
+    t = time.monotonic()
+    s.sendall(f"POST /admin/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+              f"Authorization: Bearer {lv.gateway.config.admin_token}\r\n\r\n{{".encode())
+    assert read_until_closed(s).startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - t < 2.5
+
+
 def test_stalled_headers_and_silent_connections_are_closed_in_time(make_live):
     lv = make_live(header_timeout_s=1.0)
     slow, silent = connect(lv), connect(lv)

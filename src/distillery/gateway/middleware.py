@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from distillery.gateway.auth import check_admin
 from distillery.gateway.errors import APIError, error_body
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,11 @@ class GatewayMiddleware:
         self.gw = gateway  # the Gateway (state): config, usage writer, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not scope["path"].startswith("/v1"):
+            await self._operator_route(scope, receive, send)
             return
         started_wall, t0 = datetime.now(UTC), time.perf_counter()
         headers = dict(scope["headers"])
@@ -219,6 +223,40 @@ class GatewayMiddleware:
                 ctx.error_type = ctx.error_type or ("client_closed" if code == CLIENT_CLOSED
                                                     else "internal_error")
                 self._record(scope, headers, ctx, code, started_wall, t0)
+
+    async def _operator_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """/admin, /health, /metrics: no usage row, but the same rules on the body: the admin
+        token is checked before it is read, and it must arrive within body_timeout_s."""
+        cfg = self.gw.config
+        if scope["path"].startswith("/admin"):
+            try:
+                check_admin(cfg.admin_token, dict(scope["headers"]).get(
+                    b"authorization", b"").decode("latin-1"))
+            except APIError as e:
+                await self._reject(send, e.status, e.message, e.code)
+                return
+        deadline = time.monotonic() + cfg.body_timeout_s
+        timed_out, started, body_done = [False], [False], [False]
+
+        async def timed_receive() -> Message:
+            if body_done[0]:  # only a disconnect can come: no deadline on that
+                return await receive()
+            message = await self._timed(receive, deadline)
+            if message is None:
+                timed_out[0] = True
+                return {"type": "http.disconnect"}
+            body_done[0] = not message.get("more_body")
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not timed_out[0]:
+                started[0] = True
+                await send(message)
+
+        await self.app(scope, timed_receive, guarded_send)
+        if timed_out[0] and not started[0]:
+            await self._reject(send, 408, "the request body did not arrive within "
+                               f"{cfg.body_timeout_s:g} s", "timeout", close=True)
 
     async def _authenticate(self, headers: dict, ctx: UsageContext):
         """The caller's key and account, before the body is read (401, 403 as APIError)."""
