@@ -269,8 +269,9 @@ class GatewayMiddleware:
     @staticmethod
     async def _timed(receive: Receive, deadline: float) -> Message | None:
         """The next message, or None if it does not come before `deadline`."""
-        try:
-            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        try:  # (asyncio.timeout, not wait_for: no task made per message)
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await receive()
         except TimeoutError:
             return None
 

@@ -36,6 +36,7 @@ V1_ERRORS = {400: _err("invalid request"), 401: _err("missing or invalid API key
              500: _err("server error"), 503: _err("at capacity; see Retry-After")}
 ADMIN_ERRORS = {400: _err("invalid request"), 401: _err("invalid admin token"),
                 403: _err("admin routes disabled"), 404: _err("no such account or key"),
+                408: _err("the request body did not arrive in time"),
                 500: _err("server error")}
 
 
