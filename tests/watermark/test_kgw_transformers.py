@@ -106,3 +106,37 @@ def test_construction_arguments_are_checked(tiny_engine, ring):
     with pytest.raises(ValueError, match="account"):
         _scheme(tiny_engine, "lefthash", 1).key_for("account")
     assert np.isfinite(detect_ids([5, 6], _scheme(tiny_engine, "lefthash", 1)).p_value)
+
+
+@pytest.mark.parametrize("seeding", ["lefthash", "selfhash"])
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_outcome_seed_is_the_seed_transformers_sets(seeding, width):
+    """outcome_seeds (what de-duplication keys on) is the generator seed of transformers'
+    set_seed, reduced to the 32 bits torch's CPU mt19937 reads; equal seeds, equal lists."""
+    scheme = TransformersKGW(vocab_size=50_000, hashing_key=987_654_321, seeding=seeding,
+                             context_width=width)
+    proc = scheme.processor("cpu")
+    tuples = np.random.default_rng(width).integers(0, 50_000, (30, scheme.window + 1))
+    seeds = scheme.outcome_seeds(tuples)
+    for row, seed in zip(tuples, seeds.tolist(), strict=True):
+        seq = torch.tensor(row if seeding == "selfhash" else row[:-1])
+        proc.set_seed(seq)
+        assert proc.rng.initial_seed() & 0xFFFFFFFF == seed
+        green = set(proc._get_greenlist_ids(seq).tolist())
+        assert (row[-1] in green) == bool(scheme.score_tok(row[None, :-1], row[-1:],
+                                                           [scheme.global_key])[0, 0])
+    g = torch.Generator().manual_seed(5)
+    a = torch.randperm(100, generator=g)
+    assert torch.equal(a, torch.randperm(100, generator=g.manual_seed(5 + (1 << 32))))
+
+
+@pytest.mark.parametrize("width", [2, 3, 4])
+def test_lefthash_dedup_keys_on_the_last_token_only(width):
+    """Windows that differ before their last token share one green list: scored once."""
+    scheme = TransformersKGW(vocab_size=1000, hashing_key=12345, context_width=width)
+    rng = np.random.default_rng(width)
+    ids = np.concatenate([np.r_[rng.integers(10, 1000, width - 1), 3, 4] for _ in range(40)])
+    r = detect_ids(ids, scheme)
+    assert r.n_scored == len(set(zip(ids[width - 1:-1].tolist(), ids[width:].tolist(),
+                                     strict=True)))
+    assert detect_ids(ids, scheme, dedup=False).n_scored == len(ids) - width

@@ -17,6 +17,7 @@ an account key marks every position with the global key.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Literal
@@ -31,15 +32,19 @@ from distillery.watermark import prf
 from distillery.watermark.keys import WatermarkKey
 
 Layer = Literal["global", "account"]
+DEFAULT_GLOBAL_SHARE = 0.5  # the gateway's split: a detector without the account assumes it
 
 
 class WatermarkScheme(ABC):
     name: ClassVar[str]
     # Extra bits of the derivation label: the same key gives independent draws per scheme.
     label: ClassVar[str]
+    # False for constructions with one key and no layer split (transformers'): the provider
+    # test then has one hypothesis, every position
+    layered: ClassVar[bool] = True
 
     def __init__(self, global_key: WatermarkKey, account_key: WatermarkKey | None = None,
-                 context_width: int = 2, global_share: float = 0.5):
+                 context_width: int = 2, global_share: float = DEFAULT_GLOBAL_SHARE):
         if not isinstance(context_width, int) or context_width < 1:
             raise ValueError(f"context_width must be an integer >= 1, got {context_width!r}")
         if not 0 < global_share <= 1:
@@ -64,6 +69,21 @@ class WatermarkScheme(ABC):
         if layer == "account" and self.account_key is not None:
             return self.account_key
         raise ValueError(f"this {self.name} scheme has no {layer!r} layer (no account key)")
+
+    def with_global_share(self, global_share: float) -> WatermarkScheme:
+        """A detection view of this scheme whose layer split has share `global_share`: e.g. a
+        scheme built without an account key (share 1) viewed as the gateway's two-layer one,
+        to test the global layer of its answers. Only the global key's tests are meaningful
+        on a view (it keeps this scheme's account key, if any); never generate with it."""
+        if not 0 < global_share <= 1:
+            raise ValueError(f"global_share must be in (0, 1], got {global_share}")
+        if not self.layered and global_share < 1:
+            raise ValueError(f"this {self.name} construction has no layer split")
+        view = copy.copy(self)
+        view.global_share = global_share
+        view._token_hashes = {}
+        view.__dict__.pop("_seed_cache", None)
+        return view
 
     @property
     def own_layer(self) -> Layer:
