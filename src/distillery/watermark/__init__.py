@@ -5,18 +5,26 @@
     params = scheme.apply(SamplingParams(...))              # generation marks its output
     detect(text, tokenizer, scheme)                         # alice's key (scheme.key_id)
     detect(text, tokenizer, scheme, layer="global")         # zero-bit: the provider's key
+    detect_provider_ids(ids, scheme)                        # zero-bit, layout unknown
+    detect_corpus_ids([ids, ...], scheme)                   # a collection as one test
     scan(text, tokenizer, make_schemes("kgw", ring, accounts))  # which account?
 """
 
 from distillery.watermark.detect import (
     DetectionResult,
     KeyTest,
+    ProviderResult,
     ScanResult,
     TokenMark,
     detect,
+    detect_corpus_ids,
     detect_ids,
+    detect_provider_corpus,
+    detect_provider_ids,
     scan,
     scan_ids,
+    score_corpus,
+    score_each,
     score_keys,
 )
 from distillery.watermark.factory import SCHEMES, make_scheme, make_schemes
@@ -34,7 +42,9 @@ from distillery.watermark.scheme import Layer, WatermarkScheme
 
 __all__ = [
     "KGW", "SCHEMES", "TRANSFORMERS_DEFAULT_KEY", "AccountKey", "DetectionResult", "Gumbel",
-    "KeyFileError", "KeyRing", "KeyTest", "Layer", "ScanResult", "TokenMark", "TransformersKGW",
-    "WatermarkKey", "WatermarkScheme", "default_key_path", "detect", "detect_ids", "make_scheme",
-    "make_schemes", "scan", "scan_ids", "score_keys",
+    "KeyFileError", "KeyRing", "KeyTest", "Layer", "ProviderResult", "ScanResult", "TokenMark",
+    "TransformersKGW", "WatermarkKey", "WatermarkScheme", "default_key_path", "detect",
+    "detect_corpus_ids", "detect_ids", "detect_provider_corpus", "detect_provider_ids",
+    "make_scheme", "make_schemes", "scan", "scan_ids", "score_corpus", "score_each",
+    "score_keys",
 ]
