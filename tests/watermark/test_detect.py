@@ -1,10 +1,22 @@
 import dataclasses
+import json
 
 import numpy as np
+import pytest
 
 from distillery.engine import GenerationRequest, SamplingParams
 from distillery.stats import P_FLOOR
-from distillery.watermark import detect, detect_ids, make_scheme, make_schemes, scan, scan_ids
+from distillery.watermark import (
+    detect,
+    detect_corpus_ids,
+    detect_ids,
+    detect_provider_ids,
+    make_scheme,
+    make_schemes,
+    scan,
+    scan_ids,
+    score_each,
+)
 
 
 def _marked(engine, scheme, n=2, tokens=120):
@@ -38,7 +50,42 @@ def test_detect_text_with_marks(tiny_engine, tokenizer, ring):
     assert sum(m.scored for m in r.marks) == r.n_scored
     assert sum(m.score for m in r.marks if m.scored) == r.score
     assert {m.layer for m in r.marks[scheme.start:]} == {"global", "account"}
-    dataclasses.asdict(r)  # serialisable for --json
+
+
+def test_results_serialise_to_json_with_plain_types(ring):
+    """--json writes dataclasses.asdict: every field must be a plain Python value (a numpy
+    int64 would make json.dumps raise) and survive the round trip."""
+    ids = np.random.default_rng(2).integers(0, 49152, 300)
+    scheme = make_scheme("kgw", ring, account="a")
+    r = detect_ids(ids, scheme)
+    back = json.loads(json.dumps(dataclasses.asdict(r)))
+    assert back == {**dataclasses.asdict(r), "marks": None}
+    assert type(back["n_scored"]) is int and type(back["p_value"]) is float
+    provider = json.loads(json.dumps(dataclasses.asdict(detect_provider_ids(ids, scheme))))
+    assert provider["every_position"]["layer"] == "every"
+    assert provider["global_layer"]["n_scored"] + scheme.start < len(ids)
+    scanned = json.loads(json.dumps(dataclasses.asdict(scan_ids(ids, [scheme]))))
+    assert scanned["per_key"][0]["result"] == back
+
+
+@pytest.mark.parametrize(("name", "params"), [("kgw", {}), ("kgw", {"seeding": "selfhash",
+                         "context_width": 3}), ("gumbel", {"context_width": 1})])
+def test_score_each_and_corpus_of_one_equal_detect_ids(ring, name, params):
+    rng = np.random.default_rng(4)
+    docs = [rng.integers(0, 400, n) for n in (0, 1, 2, 3, 50, 200)] + [np.resize([7, 8], 90)]
+    scheme = make_scheme(name, ring, account="a", **params)
+    prompt = docs[5][:60]
+    for layer in ("global", "account", "every"):
+        for dedup in (True, False):
+            each = score_each(docs, scheme, layer, prompt, dedup)
+            for d, r in zip(docs, each, strict=True):
+                one = detect_ids(d, scheme, layer, prompt, dedup)
+                for x in (r, detect_corpus_ids([d], scheme, layer, prompt, dedup)):
+                    floats = ("score", "z", "p_value")  # Gumbel's float sums: another order
+                    assert [getattr(x, f) for f in floats] == pytest.approx(
+                        [getattr(one, f) for f in floats], rel=1e-12, nan_ok=True)
+                    assert dataclasses.replace(x, score=0, z=0, p_value=0) == (
+                        dataclasses.replace(one, score=0, z=0, p_value=0))
 
 
 def test_detect_defaults_to_the_schemes_own_key(tiny_engine, tokenizer, ring):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _row_ids(rows: np.ndarray) -> np.ndarray:
-    """(N, w) integer rows -> (N,) int64 ids, equal exactly when rows are equal.
+def row_ids(rows: np.ndarray) -> np.ndarray:
+    """(N, w) integer rows -> (N,) non-negative int64 ids, equal exactly when rows are equal.
 
     Rows of small non-negative ints (token ids: w * bits <= 63) are packed into one int64,
     exactly; others go through np.unique(axis=0), ~10x slower.
@@ -39,7 +39,7 @@ def first_occurrences(tuples: np.ndarray) -> np.ndarray:
     (key, window, token).
     """
     mask = np.zeros(len(tuples), dtype=bool)
-    _, first = np.unique(_row_ids(tuples), return_index=True)
+    _, first = np.unique(row_ids(tuples), return_index=True)
     mask[first] = True
     return mask
 
@@ -48,5 +48,5 @@ def rows_in(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     """(N, k), (M, k) -> (N,) bool: which rows also occur among `other`."""
     if len(other) == 0 or len(rows) == 0:
         return np.zeros(len(rows), dtype=bool)
-    ids = _row_ids(np.concatenate([rows, other]))
+    ids = row_ids(np.concatenate([rows, other]))
     return np.isin(ids[: len(rows)], ids[len(rows):])

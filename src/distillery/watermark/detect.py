@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from transformers import PreTrainedTokenizerBase
 
-from distillery.stats import first_occurrences, holm_bonferroni, rows_in
+from distillery.stats import first_occurrences, holm_bonferroni, row_ids, rows_in
 from distillery.watermark.keys import WatermarkKey
 from distillery.watermark.scheme import DEFAULT_GLOBAL_SHARE, Layer, WatermarkScheme
 
@@ -134,6 +134,31 @@ def _layer_tuples(ids: np.ndarray, scheme: WatermarkScheme, layer: Tested,
     return mine, sel + start, is_global
 
 
+def _docs_tuples(arrays: Sequence[np.ndarray], scheme: WatermarkScheme, layer: Tested,
+                 prompt_ids) -> tuple[np.ndarray, np.ndarray]:
+    """_layer_tuples of many documents in one pass: -> (tuples (M, w + 1), document (M,)).
+
+    The documents are concatenated; a position is scored when it has a full context inside
+    its own document (offset >= start), so windows across a boundary are never used."""
+    w, start = scheme.window, scheme.start
+    lens = np.array([len(a) for a in arrays], dtype=np.int64)
+    ids = np.concatenate(arrays) if len(arrays) else np.zeros(0, dtype=np.int64)
+    if len(ids) <= start:
+        return np.zeros((0, w + 1), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    doc = np.repeat(np.arange(len(arrays)), lens)
+    offset = np.arange(len(ids)) - np.repeat(np.cumsum(lens) - lens, lens)
+    pos = np.flatnonzero(offset >= start)  # positions of the concatenation, all >= start
+    if layer != "every":
+        is_global = scheme.global_positions(ids)[pos - start]
+        pos = pos[is_global if layer == "global" else ~is_global]
+    tuples = sliding_window_view(ids, w + 1)[pos - w]
+    if prompt_ids is not None and len(prompt_ids) > w:
+        prompt_tuples = sliding_window_view(np.asarray(prompt_ids, dtype=np.int64), w + 1)
+        keep = ~rows_in(tuples, prompt_tuples)
+        tuples, pos = tuples[keep], pos[keep]
+    return tuples, doc[pos]
+
+
 def _dedup_masks(scheme: WatermarkScheme, tuples: np.ndarray, keys: Sequence[WatermarkKey],
                  dedup: bool) -> np.ndarray:
     """(M, w + 1) tuples -> (K, M) True where key k scores the tuple (its first occurrence)."""
@@ -161,9 +186,7 @@ def score_corpus(docs: Sequence[Sequence[int] | np.ndarray], scheme: WatermarkSc
     A corpus of one document is score_keys.
     """
     arrays = [np.asarray(d, dtype=np.int64) for d in docs]
-    parts = [_layer_tuples(a, scheme, layer, prompt_ids)[0] for a in arrays]
-    tuples = (np.concatenate(parts) if parts else
-              np.zeros((0, scheme.window + 1), dtype=np.int64))
+    tuples, _ = _docs_tuples(arrays, scheme, layer, prompt_ids)
     if len(tuples):
         mask = _dedup_masks(scheme, tuples, keys, dedup)  # (K, M)
         sums = (scheme.score_tok(tuples[:, :-1], tuples[:, -1], keys) * mask).sum(axis=1)
@@ -197,15 +220,13 @@ def score_each(docs: Sequence[Sequence[int] | np.ndarray], scheme: WatermarkSche
     layer = layer or scheme.own_layer
     key = _key_of(scheme, layer)
     arrays = [np.asarray(d, dtype=np.int64) for d in docs]
-    parts = [_layer_tuples(a, scheme, layer, prompt_ids)[0] for a in arrays]
-    doc = np.repeat(np.arange(len(parts)), [len(t) for t in parts])  # (M,) document of a tuple
+    tuples, doc = _docs_tuples(arrays, scheme, layer, prompt_ids)  # doc: (M,) of each tuple
     sums = counts = np.zeros(len(arrays))
     if len(doc):
-        tuples = np.concatenate(parts)
         mask = np.ones(len(tuples), dtype=bool)
         if dedup:
             rows = scheme.dedup_rows(tuples, key) if scheme.dedup_per_key else tuples
-            mask = first_occurrences(np.concatenate([doc[:, None], rows], axis=1))
+            mask = first_occurrences(np.stack([doc, row_ids(rows)], axis=1))
         scores = scheme.score_tok(tuples[mask, :-1], tuples[mask, -1], [key])[0]
         sums = np.bincount(doc[mask], weights=scores, minlength=len(arrays))
         counts = np.bincount(doc[mask], minlength=len(arrays))
