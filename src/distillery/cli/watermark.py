@@ -72,12 +72,21 @@ def _echo_provider(pr) -> None:
                    f"strongest: {pr.hypothesis})")
 
 
+def _read_exactly(path: Path) -> str:
+    """The text as written: no newline translation ("\r\n" -> "\n" would change the
+    tokens, and so the scores); "-" is standard input."""
+    if str(path) == "-":
+        return click.get_text_stream("stdin").read()
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        return f.read()
+
+
 def _corpus_texts(path: Path) -> list[str]:
     """A directory (every file below it, sorted, as UTF-8 text) or a JSONL file (a string a
     row, or an object's "response" (harvest rows) or "text")."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return [f.read_text(encoding="utf-8", errors="replace") for f in files]
+        return [_read_exactly(f) for f in files]
     from distillery.harvest.dataset import iter_rows
 
     texts = []
@@ -126,7 +135,8 @@ def _check_account(account: str, database: str) -> None:
 
 
 @watermark.command()
-@click.argument("file", type=click.File("r"), required=False)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
+                                        path_type=Path), required=False)
 @click.option("--corpus", type=click.Path(exists=True, path_type=Path), default=None,
               help="test a collection as one: a directory of text files or a JSONL file; "
               "tuples are de-duplicated across all its documents (use it for families of "
@@ -204,7 +214,7 @@ def detect(file, corpus, scheme_name, construction, hashing_key, seeding, contex
     params = _scheme_params(construction, hashing_key, seeding, context_width, gamma,
                             vocab_size, tokenizer)
     ring = None if hashing_key is not None else KeyRing.load(key_path)
-    texts = _corpus_texts(corpus) if corpus else [file.read()]
+    texts = _corpus_texts(corpus) if corpus else [_read_exactly(file)]
     docs = [encode(t, tokenizer) for t in texts]
     prompt_ids = encode(prompt_file.read(), tokenizer) if prompt_file else None
     dedup = not no_dedup
