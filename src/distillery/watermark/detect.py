@@ -83,7 +83,9 @@ class ProviderResult:
     the provider key: H0_g on the global layer's positions (split at the scheme's share, or the
     gateway's DEFAULT_GLOBAL_SHARE), H0_e on every position. H0: the provider key did not mark
     the text, so both p-values are valid; p_value = min(1, 2 min(p_g, p_e)) (Bonferroni over
-    the two tests, conservative as they overlap; Holm's smallest adjusted p is the same).
+    the two tests, conservative as they overlap; Holm 1979's smallest adjusted p is the same).
+    Power: never worse than the test that knows the layout by more than the factor 2
+    (tests/watermark/test_provider.py).
     Schemes without a layer split (transformers') have one test: p_value = p_e.
     """
 
@@ -182,8 +184,10 @@ def score_corpus(docs: Sequence[Sequence[int] | np.ndarray], scheme: WatermarkSc
     H0: the key did not mark any of the documents. Tuples are de-duplicated across all the
     documents (three_bricks' rule applied to the collection), so under one fixed key a family
     of near-identical documents contributes each shared tuple once: the test stays valid for
-    templated corpora, where per-text p-values are flagged together (exact test: the scheme's).
-    A corpus of one document is score_keys.
+    templated corpora, where per-text p-values are flagged together. The exact test is the
+    scheme's (binomial for KGW, Gamma for Gumbel); the de-duplication is Three Bricks'
+    (Fernandez et al. 2023, Sec. 4) over the union of the documents' tuples. A corpus of one
+    document is score_keys.
     """
     arrays = [np.asarray(d, dtype=np.int64) for d in docs]
     tuples, _ = _docs_tuples(arrays, scheme, layer, prompt_ids)
