@@ -17,6 +17,7 @@ from distillery.watermark import (
     scan_ids,
     score_each,
 )
+from distillery.watermark.detect import scored_tokens
 
 
 def _marked(engine, scheme, n=2, tokens=120):
@@ -80,6 +81,10 @@ def test_score_each_and_corpus_of_one_equal_detect_ids(ring, name, params):
             each = score_each(docs, scheme, layer, prompt, dedup)
             for d, r in zip(docs, each, strict=True):
                 one = detect_ids(d, scheme, layer, prompt, dedup)
+                # an independent path: scored_tokens walks one text position by position
+                positions, scores = scored_tokens(d, scheme, layer, prompt, dedup)
+                assert one.n_scored == len(positions)
+                assert one.score == pytest.approx(scores.sum(), rel=1e-12)
                 for x in (r, detect_corpus_ids([d], scheme, layer, prompt, dedup)):
                     floats = ("score", "z", "p_value")  # Gumbel's float sums: another order
                     assert [getattr(x, f) for f in floats] == pytest.approx(
