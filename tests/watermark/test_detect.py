@@ -130,3 +130,22 @@ def test_p_is_floored_not_zero(ring):
     r = scheme.test(np.array([40.0 * 3000]), 3000)[0]
     assert r.p_value == P_FLOOR > 0
     assert detect_ids(ids, scheme).p_value > 0
+
+
+def test_selfhash_dedups_on_the_anchor_not_the_window(ring):
+    """Hash construction, selfhash: the outcome depends on (min-hash anchor, token) only, so
+    windows sharing their minimum token are one outcome and one scored tuple (the transformers
+    construction: test_kgw_transformers.py; lefthash and Gumbel hash the whole window)."""
+    from distillery.watermark import prf
+
+    scheme = make_scheme("kgw", ring, seeding="selfhash", context_width=3)
+    key = scheme.global_key
+    g = prf.mix64(np.uint64(scheme.seed(key)) ^ prf.token_hash(np.arange(5000))) >> np.uint64(1)
+    a = int(np.argmin(g))  # the anchor of any window holding it
+    b = (a + 1) % 5000
+    xs = np.random.default_rng(0).integers(0, 5000, 60)
+    ids = np.stack([xs, np.full(60, a), np.full(60, b)], 1).ravel()  # x1 a b x2 a b ...
+    r = detect_ids(ids, scheme)
+    # (x, a) -> b and (b, x) -> a are one outcome each; (a, b) -> x one per distinct x
+    assert r.n_scored == 2 + len(set(xs[1:].tolist()))
+    assert detect_ids(ids, scheme, dedup=False).n_scored == len(ids) - scheme.start
