@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from distillery.harvest.dataset import iter_jsonl
+
 SEED_FILE = "seed_tasks.jsonl"
 
 
@@ -180,18 +182,11 @@ class PromptFile:
 
 def iter_prompts(path: str | Path) -> Iterator[Prompt]:
     """Rows with "messages", or with "prompt"/"instruction" (a single user turn)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no prompt file at {path}: make one with `distillery prompts`")
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            strategy, cat = row.get("strategy", "file"), row.get("category", "")
-            if "messages" in row:
-                yield Prompt(tuple(row["messages"]), strategy, cat)
-            elif text := row.get("prompt") or row.get("instruction"):
-                yield Prompt.user(text, strategy, cat)
-            else:
-                raise ValueError(f"{path}:{i}: a prompt row needs 'messages' or 'prompt'")
+    for i, row in iter_jsonl(path, "make one with `distillery prompts`"):
+        strategy, cat = row.get("strategy", "file"), row.get("category", "")
+        if "messages" in row:
+            yield Prompt(tuple(row["messages"]), strategy, cat)
+        elif text := row.get("prompt") or row.get("instruction"):
+            yield Prompt.user(text, strategy, cat)
+        else:
+            raise ValueError(f"{path}:{i}: a prompt row needs 'messages' or 'prompt'")
