@@ -48,3 +48,28 @@ def test_empty_prompt_is_rejected():
 def test_help_of_a_subcommand_exits_cleanly():
     result = run("generate", "--help")
     assert result.exit_code == 0 and "--max-tokens" in result.output
+
+
+def test_database_and_key_commands_do_not_import_torch(tmp_path):
+    """accounts, keys, watermark keygen and info write or read a file or a row: they must not
+    pay ~9 s for torch and transformers."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from click.testing import CliRunner
+from distillery.cli import main
+for args in (["accounts", "create", "bob"], ["keys", "create", "--account", "bob"],
+             ["accounts", "list"], ["keys", "list"], ["watermark", "keygen"], ["info"]):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, (args, r.output)
+heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+assert not heavy, heavy
+"""
+    env = {**os.environ, "DISTILLERY_HOME": str(tmp_path)}
+    env.pop("DISTILLERY_WATERMARK_KEY", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

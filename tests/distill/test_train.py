@@ -72,6 +72,18 @@ def test_student_loads_with_its_adapter(trained):
     assert base == "tiny-random" and hasattr(model, "disable_adapter")
 
 
+def test_every_command_taking_a_model_accepts_a_student_directory(trained):
+    from click.testing import CliRunner
+
+    from distillery.cli import main
+
+    out, _ = trained
+    res = CliRunner().invoke(main, ["generate", "--model", str(out / "student"), "--max-tokens",
+                                    "4", "--seed", "0", "--no-stream", "Tell me about sea 1"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip()
+
+
 def test_resume_continues_from_the_last_checkpoint(echo_dataset, trained, tmp_path):
     out, first = trained
     res = train(tcfg(echo_dataset, out, max_steps=16), progress=False)
@@ -91,22 +103,64 @@ def test_full_finetuning_lowers_the_heldout_loss(echo_dataset, tmp_path):
 def test_sparse_topk_kd_trains_on_the_harvested_logprobs(engine_dataset, tmp_path):
     import torch
 
-    from distillery.distill.data import collate, encode_rows
+    from distillery.distill.data import collate, encode_rows, split_rows
     from distillery.distill.trainer import step_loss
     from distillery.harvest import read_rows
     from distillery.models import load
 
     m = load("tiny-random")
-    exs = [e for e in encode_rows(read_rows(engine_dataset), m.tokenizer, 64, True) if e.topk]
+    rows = read_rows(engine_dataset)
+    exs = [e for e in encode_rows(rows, m.tokenizer, 64, True) if e.topk]
     b = collate(exs[:4], m.tokenizer.pad_token_id)
     with torch.no_grad():
         ce, kd = step_loss(m.model, b, 0.0), step_loss(m.model, b, 1.0)
     # the tiny student *is* the tiny teacher (same seed, sampled at temperature 1, no penalty):
     # KL is zero up to float error (measured <= 5e-8); a misaligned position would show
     assert torch.isfinite(kd) and abs(float(kd)) < 1e-6 < float(ce)
-    res = train(tcfg(engine_dataset, tmp_path, kd_weight=0.5, max_steps=2, save_every=0),
+    # a known target the student does not match yet: each position's top-5 logprobs reversed
+    # (the same tokens, the teacher's probabilities on them flipped); training on the KL alone
+    # must bring the student towards it on the training batch
+    for r in rows:
+        for t in r["logprobs"]:
+            lps = [a["logprob"] for a in t["top"]][::-1]
+            t["top"] = [{**a, "logprob": lp} for a, lp in zip(t["top"], lps, strict=True)]
+    flipped = tmp_path / "flipped.jsonl"
+    with DatasetWriter(flipped) as w:
+        for r in rows:
+            w.append(r)
+    train_rows, _ = split_rows(rows, 0.2)
+    batch = collate([e for e in encode_rows(train_rows, m.tokenizer, 64, True) if e.topk][:8],
+                    m.tokenizer.pad_token_id)
+    with torch.no_grad():
+        before = float(step_loss(m.model, batch, 1.0))
+    res = train(tcfg(flipped, tmp_path / "run", kd_weight=1.0, max_steps=12, save_every=0),
                 progress=False)
-    assert res.steps == 2 and res.train_loss_last == res.train_loss_last  # not NaN
+    student, _, _ = load_student(tmp_path / "run" / "student")
+    with torch.no_grad():
+        after = float(step_loss(student, batch, 1.0))
+    assert res.steps == 12 and before > 0.1
+    assert after < 0.5 * before, (before, after)
+
+
+def test_train_refuses_to_resume_on_another_dataset(trained, echo_rows, tmp_path):
+    out, _ = trained
+    other = tmp_path / "other.jsonl"
+    with DatasetWriter(other) as w:
+        for r in echo_rows(40):
+            w.append(r)
+    with pytest.raises(ValueError, match="another dataset.*--no-resume"):
+        train(tcfg(other, out, max_steps=20), progress=False)
+    # starting over in a copy of that directory: the earlier run's checkpoints and snapshots
+    # go, and the manifest names the dataset the student was trained on
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    res = train(tcfg(other, copy, max_steps=2, resume=False, save_every=0), progress=False)
+    assert res.resumed_from == 0 and not (copy / "snapshots").exists()
+    assert verify_manifest(copy / "manifest.json") == []
+    m = json.loads((copy / "manifest.json").read_text())
+    assert m["dataset"]["sha256"] == dataset_sha256(other)
 
 
 def test_topk_kd_refuses_a_dataset_without_logprobs(echo_dataset, tmp_path):

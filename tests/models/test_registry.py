@@ -113,3 +113,13 @@ def test_a_cache_written_concurrently_by_another_process_wins(tmp_path):
     loader._write_atomically(target, other_process_finishes_first)
     assert [p.name for p in target.iterdir()] == ["theirs"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_student_directory_resolves_to_its_base(tmp_path):
+    (tmp_path / "student.json").write_text('{"base": "gemma-3-270m", "lora": true}')
+    spec = resolve(str(tmp_path))
+    assert (spec.source, spec.base, spec.lora, spec.chat) == ("student", "gemma-3-270m", True,
+                                                              False)
+    (tmp_path / "student.json").write_text('{"lora": true}')
+    with pytest.raises(ModelNotFoundError, match="student.json is not a student description"):
+        resolve(str(tmp_path))

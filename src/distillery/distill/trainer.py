@@ -31,7 +31,7 @@ from distillery.distill.config import TrainConfig
 from distillery.distill.data import Example, batches, collate, encode_rows, split_rows
 from distillery.distill.forward import answer_logits
 from distillery.distill.losses import topk_kl_loss
-from distillery.harvest.dataset import read_rows
+from distillery.harvest.dataset import dataset_sha256, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,35 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def _resumable_checkpoint(out: Path, cfg: TrainConfig, data_sha: str) -> Path | None:
+    """The checkpoint to resume from, refusing one trained on another dataset: the manifest
+    names one dataset, so a run that mixed two would misstate its provenance. Without
+    resume, an earlier run's checkpoints and snapshots are removed (starting over)."""
+    ckpt = _latest_checkpoint(out)
+    if ckpt is None:
+        return None
+    if not cfg.resume:
+        log.warning("--no-resume: removing the earlier run's checkpoints and snapshots in %s",
+                    out)
+        for d in ("checkpoints", "snapshots"):
+            shutil.rmtree(out / d, ignore_errors=True)
+        return None
+    state = json.loads((ckpt / "state.json").read_text())
+    recorded = state.get("dataset_sha256")
+    if recorded is None and (out / "manifest.json").is_file():  # checkpoints before the hash
+        recorded = json.loads((out / "manifest.json").read_text())["dataset"]["sha256"]
+    if recorded is not None and recorded != data_sha:
+        raise ValueError(
+            f"{out} holds a run trained on another dataset (sha256 {recorded[:12]}…, this one "
+            f"{data_sha[:12]}…): give a new --output-dir, or --no-resume to start over there")
+    return ckpt
+
+
 def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_checkpoint(out: Path, step: int, model, opt, sched) -> None:
+def _save_checkpoint(out: Path, step: int, model, opt, sched, dataset_sha: str) -> None:
     d = out / "checkpoints" / f"step-{step:06d}"
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -118,7 +142,7 @@ def _save_checkpoint(out: Path, step: int, model, opt, sched) -> None:
     torch.save(_trainable_state(model), tmp / "trainable.pt")
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     torch.save(sched.state_dict(), tmp / "scheduler.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "dataset_sha256": dataset_sha}))
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)  # a checkpoint is complete or absent
     for old in sorted((out / "checkpoints").glob("step-??????"))[:-2]:
@@ -136,26 +160,17 @@ def save_student(model, tokenizer, cfg: TrainConfig, out: Path, name: str = "stu
 
 def load_student(path: str | Path):
     """A trained student directory -> (model, tokenizer, base name). LoRA adapters are loaded
-    onto their base, so `with model.disable_adapter():` gives the base model back."""
-    from distillery.models import load, load_tokenizer
+    onto their base (models.load), so `with model.disable_adapter():` gives the base back."""
+    from distillery.models import load
+    from distillery.models.registry import STUDENT_FILE
 
     path = Path(path)
-    info_file = path / "student.json"
-    if not info_file.is_file():
-        raise FileNotFoundError(f"{path} is not a student directory (no student.json): "
+    if not (path / STUDENT_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a student directory (no {STUDENT_FILE}): "
                                 "point at <output_dir>/student from `distillery train`")
-    info = json.loads(info_file.read_text())
-    if info["lora"]:
-        from peft import PeftModel
-
-        base = load(info["base"])
-        model = PeftModel.from_pretrained(base.model, str(path))
-        tok = load_tokenizer(info["base"])
-    else:
-        loaded = load(str(path))
-        model, tok = loaded.model, loaded.tokenizer
-    model.eval()
-    return model, tok, info["base"]
+    loaded = load(str(path))
+    loaded.model.eval()
+    return loaded.model, loaded.tokenizer, loaded.spec.base
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
@@ -167,6 +182,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    data_sha = dataset_sha256(cfg.dataset)
+    ckpt = _resumable_checkpoint(out, cfg, data_sha)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load(cfg.student, dtype=cfg.dtype)
     tok, model = loaded.tokenizer, loaded.model
@@ -193,7 +210,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     step = 0
-    ckpt = _latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
         missing = model.load_state_dict(torch.load(ckpt / "trainable.pt"), strict=False)
         assert not missing.unexpected_keys, missing.unexpected_keys
@@ -245,13 +261,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             log.info("step %d held-out loss %.4f", step,
                      heldout_loss(model, held_ex, pad, cfg.batch_size))
         if cfg.save_every and step % cfg.save_every == 0:
-            _save_checkpoint(out, step, model, opt, sched)
+            _save_checkpoint(out, step, model, opt, sched, data_sha)
         if step in cfg.snapshot_steps:
             save_student(model, tok, cfg, out, f"snapshots/step-{step:06d}")
     train_s = time.perf_counter() - t_loop
     if bar is not None:
         bar.close()
-    _save_checkpoint(out, step, model, opt, sched)
+    _save_checkpoint(out, step, model, opt, sched, data_sha)
     after = heldout_loss(model, held_ex, pad, cfg.batch_size)
     log.info("held-out loss after: %.4f", after)
     student_dir = save_student(model, tok, cfg, out)

@@ -48,7 +48,7 @@ def cache_dir(spec: ModelSpec) -> Path:
 
 
 def is_cached(spec: ModelSpec) -> bool:
-    if spec.source == "local":
+    if spec.source in ("local", "student"):
         return True
     if spec.source == "tiny-random":
         return (cache_dir(REGISTRY[spec.tokenizer_of]) / "tokenizer").is_dir()
@@ -95,7 +95,9 @@ def dequantize_gguf(spec: ModelSpec) -> PreTrainedModel:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     spec = resolve(name)
-    if spec.source == "local":
+    if spec.source == "student" and spec.lora:
+        return load_tokenizer(spec.base)
+    if spec.source in ("local", "student"):
         tok = AutoTokenizer.from_pretrained(spec.path)
     elif spec.source == "tiny-random":
         tok = load_tokenizer(spec.tokenizer_of)
@@ -142,11 +144,18 @@ def _from_cache(path: Path, dtype: torch.dtype) -> PreTrainedModel:
 
 
 def load(name: str, dtype: str | torch.dtype = torch.float32) -> LoadedModel:
-    """Load a model by registered name or local directory, from cache when possible."""
+    """Load a model by registered name, student directory or local directory, from cache when
+    possible. A LoRA student comes back as a peft model on its base, so
+    `with model.disable_adapter():` gives the base back (evaluation compares the two)."""
     spec = resolve(name)
     torch_dtype = parse_dtype(dtype)
     tokenizer = load_tokenizer(name)
-    if spec.source == "local":
+    if spec.source == "student" and spec.lora:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load(spec.base, dtype=torch_dtype).model,
+                                          str(spec.path))
+    elif spec.source in ("local", "student"):
         model = _from_cache(spec.path, torch_dtype)
     elif spec.source == "tiny-random":
         model = tiny_random_model(len(tokenizer)).to(torch_dtype)

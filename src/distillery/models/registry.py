@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Source = Literal["gguf-package", "local", "tiny-random"]
+Source = Literal["gguf-package", "local", "tiny-random", "student"]
+
+STUDENT_FILE = "student.json"  # written by `distillery train` beside the student's weights
 
 
 class ModelNotFoundError(ValueError):
@@ -39,6 +42,10 @@ class ModelSpec:
     chat: bool = True
     # tiny-random: the registered model whose tokenizer it borrows
     tokenizer_of: str | None = None
+    # student: the model it was trained from, and whether the directory holds a LoRA adapter
+    # (loaded onto that base) rather than full weights
+    base: str | None = None
+    lora: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -77,15 +84,31 @@ def distillery_home() -> Path:
 
 
 def resolve(name: str) -> ModelSpec:
-    """A registered name, or a local Hugging Face model directory."""
+    """A registered name, a trained student's directory (student.json: a LoRA adapter or full
+    weights, from `distillery train`), or a local Hugging Face model directory.
+
+    Every command that takes a model resolves it here, so each accepts all three.
+    """
     if name in REGISTRY:
         return REGISTRY[name]
     path = Path(name).expanduser()
+    if (path / STUDENT_FILE).is_file():
+        try:
+            info = json.loads((path / STUDENT_FILE).read_text())
+            base, lora = str(info["base"]), bool(info["lora"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelNotFoundError(f"{path / STUDENT_FILE} is not a student description "
+                                     f"({e}): retrain with `distillery train`") from None
+        chat = REGISTRY[base].chat if base in REGISTRY else True
+        return ModelSpec(name=str(path.resolve()), source="student",
+                         description=f"student of {base}", path=path, chat=chat, base=base,
+                         lora=lora)
     if (path / "config.json").is_file():
         return ModelSpec(name=str(path.resolve()), source="local", description="local", path=path)
     raise ModelNotFoundError(
-        f"unknown model {name!r}: use one of {', '.join(REGISTRY)} "
-        "or a local Hugging Face directory containing config.json"
+        f"unknown model {name!r}: use one of {', '.join(REGISTRY)}, a student directory "
+        "(<output_dir>/student from `distillery train`) or a local Hugging Face directory "
+        "containing config.json"
     )
 
 
@@ -98,6 +121,8 @@ def is_installed(spec: ModelSpec) -> bool:
         return True
     if spec.source == "tiny-random":
         return is_installed(REGISTRY[spec.tokenizer_of])
+    if spec.source == "student" and spec.lora:
+        return is_installed(resolve(spec.base))
     return spec.path is not None and spec.path.is_dir()
 
 

@@ -8,43 +8,49 @@
     detect_provider_ids(ids, scheme)                        # zero-bit, layout unknown
     detect_corpus_ids([ids, ...], scheme)                   # a collection as one test
     scan(text, tokenizer, make_schemes("kgw", ring, accounts))  # which account?
+
+Names resolve lazily (module __getattr__): the key ring (`keygen`, the gateway's key checks)
+imports neither torch nor transformers; the schemes and detection import them on first use.
 """
 
-from distillery.watermark.detect import (
-    DetectionResult,
-    KeyTest,
-    ProviderResult,
-    ScanResult,
-    TokenMark,
-    detect,
-    detect_corpus_ids,
-    detect_ids,
-    detect_provider_corpus,
-    detect_provider_ids,
-    scan,
-    scan_ids,
-    score_corpus,
-    score_each,
-    score_keys,
-)
-from distillery.watermark.factory import SCHEMES, make_scheme, make_schemes
-from distillery.watermark.gumbel import Gumbel
-from distillery.watermark.keys import (
-    AccountKey,
-    KeyFileError,
-    KeyRing,
-    WatermarkKey,
-    default_key_path,
-)
-from distillery.watermark.kgw import KGW
-from distillery.watermark.kgw_transformers import TRANSFORMERS_DEFAULT_KEY, TransformersKGW
-from distillery.watermark.scheme import Layer, WatermarkScheme
+from __future__ import annotations
 
-__all__ = [
-    "KGW", "SCHEMES", "TRANSFORMERS_DEFAULT_KEY", "AccountKey", "DetectionResult", "Gumbel",
-    "KeyFileError", "KeyRing", "KeyTest", "Layer", "ProviderResult", "ScanResult", "TokenMark",
-    "TransformersKGW", "WatermarkKey", "WatermarkScheme", "default_key_path", "detect",
-    "detect_corpus_ids", "detect_ids", "detect_provider_corpus", "detect_provider_ids",
-    "make_scheme", "make_schemes", "scan", "scan_ids", "score_corpus", "score_each",
-    "score_keys",
-]
+import importlib
+import sys
+import types
+
+_WHERE = {
+    "DetectionResult": "detect", "KeyTest": "detect", "ProviderResult": "detect",
+    "ScanResult": "detect", "TokenMark": "detect", "detect": "detect",
+    "detect_corpus_ids": "detect", "detect_ids": "detect", "detect_provider_corpus": "detect",
+    "detect_provider_ids": "detect", "scan": "detect", "scan_ids": "detect",
+    "score_corpus": "detect", "score_each": "detect", "score_keys": "detect",
+    "SCHEMES": "factory", "make_scheme": "factory", "make_schemes": "factory",
+    "Gumbel": "gumbel",
+    "AccountKey": "keys", "KeyFileError": "keys", "KeyRing": "keys", "WatermarkKey": "keys",
+    "default_key_path": "keys",
+    "KGW": "kgw",
+    "TRANSFORMERS_DEFAULT_KEY": "kgw_transformers", "TransformersKGW": "kgw_transformers",
+    "Layer": "scheme", "WatermarkScheme": "scheme",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        # importing the submodule `detect` binds it on this package, which would shadow the
+        # function `detect` (what the eager imports used to bind): keep the function
+        if isinstance(value, types.ModuleType) and _WHERE.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
