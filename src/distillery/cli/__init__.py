@@ -22,16 +22,29 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def one_line(e: BaseException) -> str:
+    """The error on one line: its lines joined (not cut: the cause is often on the second, as
+    in "connection failed:\n  Is the server running?"), plus its chained cause when that
+    says something the message does not."""
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    text = " ".join(str(msg).split()) or type(e).__name__
+    cause = e.__cause__
+    if cause is not None:
+        why = " ".join(str(cause).split())
+        if why and why not in text:
+            text += f" ({type(cause).__name__}: {why})"
+    return text if len(text) <= 400 else text[:399] + "…"
+
+
 class DistilleryGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (ValueError, FileNotFoundError, PermissionError, RuntimeError, KeyError) as e:
+        except (ValueError, OSError, RuntimeError, KeyError) as e:
             # click's own control flow (Exit for --help, Abort) subclasses RuntimeError
             if isinstance(e, click.ClickException | click.exceptions.Exit | click.Abort):
                 raise
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            raise UserError(str(msg).splitlines()[0] if str(msg) else type(e).__name__) from e
+            raise UserError(one_line(e)) from e
 
 
 @click.group(cls=DistilleryGroup)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import click
 
-database_option = click.option("--database", default=None,
-                               help="SQLAlchemy URL [default: SQLite at $DISTILLERY_HOME]")
+from distillery.cli.info import database_option
+from distillery.cli.info import open_database as _engine
+
+json_option = click.option("--json", "as_json", is_flag=True, help="a JSON array of objects")
 
 
-def _engine(database: str | None):
-    from distillery import store
-
-    store.migrate(database)
-    return store.make_engine(database)
+def _json(rows) -> str:
+    return json.dumps([{**dataclasses.asdict(r), "created_at": r.created_at.isoformat()}
+                       for r in rows])
 
 
 @click.group()
@@ -32,10 +35,15 @@ def accounts_create(name, database) -> None:
 
 @accounts.command("list")
 @database_option
-def accounts_list(database) -> None:
+@json_option
+def accounts_list(database, as_json) -> None:
     from distillery import store
 
-    for a in store.list_accounts(_engine(database)):
+    rows = store.list_accounts(_engine(database))
+    if as_json:
+        click.echo(_json(rows))
+        return
+    for a in rows:
         reason = f"  ({a.status_reason})" if a.status_reason else ""
         click.echo(f"{a.id:>6}  {a.name:<32} {a.status:<10} {a.created_at:%Y-%m-%d}{reason}")
 
@@ -44,7 +52,7 @@ def accounts_list(database) -> None:
 @click.argument("name")
 @click.argument("status", required=False,
                 type=click.Choice(["active", "flagged", "throttled", "blocked"]))
-@click.option("--reason", default=None)
+@click.option("--reason", default=None, help="why (shown beside the status)")
 @database_option
 def accounts_status(name, status, reason, database) -> None:
     """Show NAME's status, or set it to STATUS."""
@@ -62,7 +70,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--account", required=True)
+@click.option("--account", required=True, help="the account the key belongs to")
 @click.option("--name", default=None, help="a label for the key")
 @click.option("--rpm", "rpm_limit", type=int, default=None, help="requests/min for this key")
 @click.option("--tpm", "tpm_limit", type=int, default=None, help="tokens/min for this key")
@@ -78,12 +86,17 @@ def keys_create(account, name, rpm_limit, tpm_limit, database) -> None:
 
 
 @keys.command("list")
-@click.option("--account", default=None)
+@click.option("--account", default=None, help="only this account's keys")
 @database_option
-def keys_list(account, database) -> None:
+@json_option
+def keys_list(account, database, as_json) -> None:
     from distillery import store
 
-    for k in store.list_keys(_engine(database), account):
+    rows = store.list_keys(_engine(database), account)
+    if as_json:
+        click.echo(_json(rows))
+        return
+    for k in rows:
         state = "revoked" if k.revoked else "live"
         limits = f"rpm={k.rpm_limit or '-'} tpm={k.tpm_limit or '-'}"
         click.echo(f"{k.id}  {k.prefix}...  {k.account:<24} {state:<8} {limits}  "

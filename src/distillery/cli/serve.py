@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from distillery.cli import UserError
+
 
 @click.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
@@ -31,16 +33,41 @@ def serve(config_file, model, watermark, watermark_key, database, redis_url, hos
           max_batch_size, max_queue, no_batching, hashes_only, rpm_limit, tpm_limit) -> None:
     """Serve the teacher through an OpenAI-compatible API (Ctrl-C or SIGTERM to stop;
     in-flight requests finish and every usage row is written)."""
+    import tomllib
+
     from distillery.gateway import ServeConfig
     from distillery.gateway import serve as run
 
-    config = ServeConfig.from_toml(
+    try:
+        config = ServeConfig.from_toml(
         config_file, model=model, watermark=watermark, watermark_key=watermark_key,
         database=database, redis_url=redis_url, host=host, port=port,
         max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
         tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
         store_text=False if hashes_only else None)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{config_file}: {e}") from None
+    preflight(config)
     run(config)
+
+
+def preflight(config) -> None:
+    """Check what the gateway needs before uvicorn starts: a failure inside its lifespan is a
+    27-line trace, here it is one line. The database is opened (and migrated), the model name
+    resolved (its package installed), the key ring loaded."""
+    from distillery.cli.info import open_database
+    from distillery.models.registry import ModelNotInstalledError, is_installed, resolve
+
+    open_database(config.database).dispose()
+    if config.model != "fake":
+        spec = resolve(config.model)
+        if not is_installed(spec):
+            raise ModelNotInstalledError(
+                f"model {spec.name!r} is not installed: {spec.install_hint or 'see README'}")
+    if config.watermark != "none":
+        from distillery.watermark import KeyRing
+
+        KeyRing.load(config.watermark_key)
 
 
 COMMANDS = [serve]

@@ -20,7 +20,10 @@ def load_config(cls: type[T], path: str | Path | None = None, section: str | Non
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}")
-        data = tomllib.loads(path.read_text())
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
         values = data.get(section, data) if section else data
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
