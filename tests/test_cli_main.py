@@ -1,3 +1,4 @@
+import click
 from click.testing import CliRunner
 
 from distillery.cli import main
@@ -73,3 +74,77 @@ assert not heavy, heavy
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_info_says_where_things_live(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))
+    monkeypatch.delenv("DISTILLERY_WATERMARK_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    r = run("info")
+    assert r.exit_code == 0, r.output
+    assert f"sqlite:///{tmp_path}/distillery.db" in r.output
+    assert f"{tmp_path}/watermark.key  (missing" in r.output
+    assert f"{tmp_path}/models" in r.output and "sk-secret-value" not in r.output
+    loc = json.loads(run("info", "--json").output)
+    assert loc["home"] == str(tmp_path) and loc["environment"]["DISTILLERY_HOME"] == str(tmp_path)
+    assert loc["environment"]["OPENAI_API_KEY"] == "(set, not shown)"
+
+
+def test_an_error_keeps_its_cause_on_one_line():
+    from distillery.cli import one_line
+
+    assert one_line(ValueError("connection failed:\n\tIs the server running?")) == \
+        "connection failed: Is the server running?"
+    try:
+        try:
+            raise OSError("No space left on device")
+        except OSError as e:
+            raise RuntimeError("could not save the student") from e
+    except RuntimeError as e:
+        assert one_line(e) == ("could not save the student (OSError: No space left on "
+                               "device)")
+
+
+def test_bad_database_url_is_one_line_for_accounts_keys_and_serve(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))
+    for url, cause in (("foo://x", "Can't load plugin"), ("not a url", "Could not parse"),
+                       ("postgresql+psycopg://postgres:pw@127.0.0.1:1/x", "Connection refused")):
+        for args in (["accounts", "list"], ["keys", "create", "--account", "a"],
+                     ["serve", "--model", "fake"]):
+            r = run(*args, "--database", url)
+            one_line_error(r, "cannot open the database")
+            assert cause in r.output and ":pw@" not in r.output, r.output
+
+
+def test_serve_checks_model_and_key_before_starting(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_HOME", str(tmp_path))
+    monkeypatch.delenv("DISTILLERY_WATERMARK_KEY", raising=False)
+    one_line_error(run("serve", "--model", "gpt-17"), "unknown model 'gpt-17'")
+    one_line_error(run("serve", "--model", "fake"), "no watermark key at")
+    one_line_error(run("serve", "--model", "fake", "--watermark-key", str(tmp_path / "k")),
+                   "no watermark key at")
+    (tmp_path / "bad.toml").write_text("model = [\n")
+    one_line_error(run("serve", "--config", str(tmp_path / "bad.toml")), "bad.toml: ")
+
+
+def test_models_list_json():
+    import json
+
+    rows = json.loads(run("models", "list", "--json").output)
+    assert {r["name"] for r in rows} >= {"smollm2-135m-instruct", "gemma-3-270m", "tiny-random"}
+    assert all(set(r) == {"name", "description", "installed", "cached"} for r in rows)
+
+
+def test_every_option_of_train_harvest_evaluate_has_help_and_a_shown_default():
+    for name in ("train", "harvest", "evaluate"):
+        cmd = main.commands[name]
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.name == "help":
+                continue
+            assert p.help, f"{name} --{p.name} has no help"
+            shown = p.show_default or "[default:" in p.help or "[required]" in p.help
+            assert p.is_flag or p.multiple or p.required or shown or p.name in (
+                "config_path", "seed", "limit", "api_keys_file", "parquet", "json_out"), \
+                f"{name} --{p.name} shows no default"

@@ -195,11 +195,54 @@ def test_evaluate_reports_gap_closed_with_cis(trained, echo_dataset, tmp_path):
     assert again.bpb.student == pytest.approx(res.bpb.student)
 
 
-def test_eval_needs_teacher_bits(trained, echo_dataset):
-    out, _ = trained
-    with pytest.raises(ValueError, match="--teacher"):
-        evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "student"),
+def test_eval_checks_its_inputs_before_loading_anything(echo_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distillery.cli import main
+
+    # a student directory whose adapter weights are missing: the checks must come first
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "student.json").write_text('{"base": "tiny-random", "lora": true}')
+    with pytest.raises(ValueError, match="no teacher bits.*--teacher.*--top-logprobs"):
+        evaluate(EvalConfig(dataset=str(echo_dataset), student=str(student),
                             heldout_fraction=0.2, rouge=False, bootstrap=100))
+    r = CliRunner().invoke(main, ["evaluate", str(echo_dataset), "--student", str(student),
+                                  "--teacher", "gpt-17", "--heldout-fraction", "0.2"])
+    assert r.exit_code == 1 and "unknown model 'gpt-17'" in r.output, r.output
+    r = CliRunner().invoke(main, ["evaluate", str(echo_dataset), "--student", str(tmp_path),
+                                  "--teacher", "tiny-random", "--heldout-fraction", "0.2"])
+    assert r.exit_code == 1 and "is not a student directory" in r.output, r.output
+
+
+def test_evaluate_shows_progress(trained, echo_dataset, capsys):
+    out, _ = trained
+    evaluate(EvalConfig(dataset=str(echo_dataset), student=str(out / "student"),
+                        teacher="tiny-random", heldout_fraction=0.2, max_new_tokens=2,
+                        rouge_max_examples=2, bootstrap=100, num_threads=1), progress=True)
+    err = capsys.readouterr().err
+    for stage in ("bits: student", "bits: base", "bits: teacher", "answers: student"):
+        assert stage in err, err[-500:]
+
+
+def test_manifest_verify_json(trained, echo_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distillery.cli import main
+
+    out, _ = trained
+    r = CliRunner().invoke(main, ["manifest", "verify", str(out / "manifest.json"), "--json"])
+    v = json.loads(r.output)
+    assert r.exit_code == 0 and v["ok"] is True and v["problems"] == [] and v["queries"] == 60
+    changed = tmp_path / "d.jsonl"
+    changed.write_text(echo_dataset.read_text().replace("sea 0", "sky 0", 1))
+    r = CliRunner().invoke(main, ["manifest", "verify", str(out / "manifest.json"), "--dataset",
+                                  str(changed), "--json"])
+    v = json.loads(r.output)
+    assert r.exit_code == 1 and v["ok"] is False and any("sha256" in p for p in v["problems"])
+    (tmp_path / "m.json").write_text('{"schema": \n')
+    r = CliRunner().invoke(main, ["manifest", "verify", str(tmp_path / "m.json")])
+    assert r.exit_code == 1 and "m.json:2: not JSON" in r.output, r.output
 
 
 def test_config_errors_say_how_to_fix(tmp_path):

@@ -31,3 +31,31 @@ def test_cli_errors_are_one_readable_line(tmp_path, monkeypatch):
     assert res.exit_code == 1 and "error: no API key" in res.output
     res = CliRunner().invoke(main, ["train", str(tmp_path / "d.jsonl")])
     assert res.exit_code == 1 and "output_dir is required" in res.output
+
+
+def test_harvest_against_a_dead_url_fails_in_seconds_with_the_cause(tmp_path):
+    import time
+
+    from distillery.harvest.testserver import free_port
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    t0 = time.monotonic()
+    res = CliRunner().invoke(main, ["harvest", str(tmp_path / "p.jsonl"), "-o",
+                                    str(tmp_path / "d.jsonl"), "--base-url", url,
+                                    "--api-key", "k", "--no-progress"])
+    assert time.monotonic() - t0 < 15  # default retries back off for minutes
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert f"cannot reach {url}" in lines[0] and "Connect" in lines[0], lines[0]
+
+
+def test_harvest_summary_as_json(tmp_path, fake_server):
+    url, _ = fake_server
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    args = ["harvest", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "d.jsonl"),
+            "--base-url", url, "--api-key", "k", "--no-progress", "--json"]
+    first = json.loads(CliRunner().invoke(main, args).output)
+    again = json.loads(CliRunner().invoke(main, args).output)
+    assert (first["written"], first["skipped"], first["failed"]) == (2, 0, 0)
+    assert (again["written"], again["skipped"]) == (0, 2) and again["completion_tokens"] == 0

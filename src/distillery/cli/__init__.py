@@ -7,6 +7,7 @@ inside the commands, keeping `distillery --help` fast.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import pkgutil
@@ -20,6 +21,21 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+def default(cls, name: str):
+    """A config dataclass field's default: the flag shows it in --help (show_default)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def given(ctx: click.Context, flags: dict) -> dict:
+    """The flags given on the command line: a --config file's values apply unless a flag
+    overrides them, so flags left at their (shown) default do not count."""
+    from click.core import ParameterSource
+
+    return {k: v for k, v in flags.items()
+            if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
 
 
 def one_line(e: BaseException) -> str:

@@ -70,9 +70,18 @@ def gap_closed(student: float, base: float, teacher: float) -> float:
     return (student - base) / d if d else float("nan")
 
 
+def _bar(total: int, desc: str | None):
+    """A progress bar when desc is given (the CLI), else None."""
+    if desc is None:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="answer", dynamic_ncols=True, leave=False)
+
+
 @torch.no_grad()
-def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: int = 8
-                ) -> list[float | None]:
+def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: int = 8,
+                progress: str | None = None) -> list[float | None]:
     """Bits of each row's answer under model (None when prompt + answer exceed max_len)."""
     dev = next(model.parameters()).device
     seqs: list[tuple[list[int], int] | None] = []
@@ -82,6 +91,7 @@ def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: in
         seqs.append((p + a, len(p)) if len(p) + len(a) <= max_len and a else None)
     out: list[float | None] = [None] * len(rows)
     todo = [i for i, s in enumerate(seqs) if s is not None]
+    bar = _bar(len(todo), progress)
     for k in range(0, len(todo), batch_size):
         idx = todo[k : k + batch_size]
         T = max(len(seqs[i][0]) for i in idx)
@@ -98,6 +108,10 @@ def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: in
         per_row = torch.zeros(len(idx), device=dev).index_add_(0, keep.nonzero()[:, 0], -tok_lp)
         for b, v in zip(idx, (per_row / math.log(2)).tolist(), strict=True):
             out[b] = v
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return out
 
 
@@ -115,8 +129,8 @@ def logprob_bits(row: dict) -> float | None:
     return total
 
 
-def greedy_answers(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int
-                   ) -> list[str]:
+def greedy_answers(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int,
+                   progress: str | None = None) -> list[str]:
     from distillery.engine import SamplingParams, TorchEngine, chat_request
     from distillery.models import LoadedModel, ModelSpec
 
@@ -126,7 +140,15 @@ def greedy_answers(model, tokenizer, rows: list[dict], max_new_tokens: int, batc
     reqs = [chat_request(tokenizer, r["messages"],
                          SamplingParams(max_tokens=max_new_tokens, temperature=0,
                                         repetition_penalty=1.1)) for r in rows]
-    return [res.choices[0].text.strip() for res in engine.generate(reqs)]
+    bar = _bar(len(reqs), progress)
+    out = []
+    for k in range(0, len(reqs), batch_size):  # batch by batch, so the bar moves
+        out += [res.choices[0].text.strip() for res in engine.generate(reqs[k:k + batch_size])]
+        if bar is not None:
+            bar.update(len(reqs[k:k + batch_size]))
+    if bar is not None:
+        bar.close()
+    return out
 
 
 def _ci(values: np.ndarray, conf: float) -> tuple[float, float]:
@@ -156,11 +178,33 @@ def bootstrap_metric(s: np.ndarray, b: np.ndarray, t: np.ndarray, denom: np.ndar
     return Metric(S, B, T, gap_closed(S, B, T), _ci(bs, conf), _ci(gaps, conf))
 
 
-def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult:
+def check_inputs(cfg: EvalConfig, held: list[dict], reference: EvalResult | None) -> None:
+    """What evaluation needs, checked before minutes of loading and scoring: enough held-out
+    rows, a student directory, model names that resolve, and a source of teacher bits."""
+    from distillery.models import resolve
+    from distillery.models.registry import STUDENT_FILE
+
+    if len(held) < 2:
+        raise ValueError(f"only {len(held)} held-out rows in {cfg.dataset}: harvest more, or "
+                         "raise heldout_fraction (it must match training)")
+    if not (Path(cfg.student) / STUDENT_FILE).is_file():
+        raise FileNotFoundError(f"{cfg.student} is not a student directory (no student.json): "
+                                "point at <output_dir>/student from `distillery train`")
+    for name in (cfg.student, cfg.base, cfg.teacher):
+        if name is not None:
+            resolve(name)
+    if reference is None and cfg.teacher is None and not any(r.get("logprobs") for r in held):
+        raise ValueError(f"no teacher bits: the answers in {cfg.dataset} carry no logprobs; "
+                         "pass --teacher NAME (local teacher weights) or harvest with "
+                         "--top-logprobs 5")
+
+
+def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: bool = False
+             ) -> EvalResult:
     """Student, base and teacher on the held-out prompts. With `reference` (an earlier
     evaluation of another student of the same base on the same held-out prompts, e.g. an
     earlier snapshot of one run), the base's and the teacher's per-prompt values are taken
-    from it and only the student is run."""
+    from it and only the student is run. progress: a bar per stage."""
     from distillery.distill.trainer import load_student
     from distillery.models import load
 
@@ -169,9 +213,11 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
         torch.set_num_threads(cfg.num_threads)
     _, held = split_rows(read_rows(cfg.dataset), cfg.heldout_fraction)
     held = [r for r in held if r["response"].strip()][: cfg.max_examples]
-    if len(held) < 2:
-        raise ValueError(f"only {len(held)} held-out rows in {cfg.dataset}: harvest more, or "
-                         "raise heldout_fraction (it must match training)")
+    check_inputs(cfg, held, reference)
+
+    def bar(what: str) -> str | None:
+        return what if progress else None
+
     model, tok, base_name = load_student(cfg.student)
     is_lora = hasattr(model, "disable_adapter")
     base_model = None  # a full fine-tune's base: loaded once, only if needed
@@ -195,21 +241,18 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
         held = [held[index[h]] for h in pp["prompt_hash"]]
     n_rouge = len(held[: cfg.rouge_max_examples]) if cfg.rouge else 0
     reuse_rouge = pp is not None and len(pp.get("rouge_base", [])) >= n_rouge
-    s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size)
+    s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size, bar("bits: student"))
     teacher = load(cfg.teacher) if cfg.teacher and not reuse_rouge else None  # else unused
     if pp is not None:
         b_bits, t_bits = pp["bits_base"], pp["bits_teacher"]
     else:
         with as_base() as m:
-            b_bits = answer_bits(m, tok, held, cfg.max_len, cfg.batch_size)
+            b_bits = answer_bits(m, tok, held, cfg.max_len, cfg.batch_size, bar("bits: base"))
         if teacher is not None:
             t_bits = answer_bits(teacher.model, teacher.tokenizer, held, cfg.max_len,
-                                 cfg.batch_size)
+                                 cfg.batch_size, bar("bits: teacher"))
         else:
-            t_bits = [logprob_bits(r) for r in held]
-            if all(v is None for v in t_bits):
-                raise ValueError("no teacher bits: pass --teacher (local teacher weights) or "
-                                 "harvest with --top-logprobs so answers carry logprobs")
+            t_bits = [logprob_bits(r) for r in held]  # check_inputs: some rows have them
     keep = [i for i in range(len(held)) if None not in (s_bits[i], b_bits[i], t_bits[i])]
     if len(keep) < 2:
         raise ValueError("fewer than 2 held-out answers fit max_len for every model: "
@@ -228,17 +271,19 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None) -> EvalResult
         held = held[:n_rouge]
         refs = [r["response"] for r in held]
 
-        def scores(m, t) -> list[float]:
-            answers = greedy_answers(m, t, held, cfg.max_new_tokens, cfg.batch_size)
+        def scores(m, t, who: str) -> list[float]:
+            answers = greedy_answers(m, t, held, cfg.max_new_tokens, cfg.batch_size,
+                                     bar(f"answers: {who}"))
             return [rouge_l(a, r) for a, r in zip(answers, refs, strict=True)]
 
-        s_r = scores(model, tok)
+        s_r = scores(model, tok, "student")
         if reuse_rouge:
             b_r, t_r = pp["rouge_base"][:n_rouge], pp["rouge_teacher"][:n_rouge]
         else:
             with as_base() as m:
-                b_r = scores(m, tok)
-            t_r = scores(teacher.model, teacher.tokenizer) if teacher else [1.0] * len(held)
+                b_r = scores(m, tok, "base")
+            t_r = (scores(teacher.model, teacher.tokenizer, "teacher") if teacher
+                   else [1.0] * len(held))
         per_prompt.update(rouge_student=s_r, rouge_base=b_r, rouge_teacher=t_r)
         rouge = bootstrap_metric(np.array(s_r), np.array(b_r), np.array(t_r), None,
                                  cfg.bootstrap, cfg.confidence, cfg.seed)

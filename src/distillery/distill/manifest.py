@@ -76,10 +76,25 @@ def write_manifest(path: str | Path, cfg: TrainConfig, result) -> dict:
     return m
 
 
+def read_manifest(path: str | Path) -> dict:
+    """The manifest as a dict; a file that is not one is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest at {path}: `distillery train` writes "
+                                "<output_dir>/manifest.json")
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
+    if not isinstance(m, dict):
+        raise ValueError(f"{path}: not a manifest (a JSON object)")
+    return m
+
+
 def verify_manifest(manifest_path: str | Path, dataset_path: str | Path | None = None
                     ) -> list[str]:
     """Problems with a manifest ([] = complete and matching its dataset)."""
-    m = json.loads(Path(manifest_path).read_text())
+    m = read_manifest(manifest_path)
     problems = [f"missing field {k!r}" for k in REQUIRED if k not in m]
     if problems:
         return problems

@@ -1,26 +1,29 @@
-"""Prompt strategies, the harvesting client, and the harvested dataset."""
+"""Prompt strategies, the harvesting client, and the harvested dataset.
 
-from distillery.harvest.config import HarvestConfig, load_config
-from distillery.harvest.dataset import DatasetWriter, dataset_sha256, read_rows, to_parquet
-from distillery.harvest.harvester import HarvestReport, harvest, parse_retry_after
-from distillery.harvest.prompts import (
-    COT_VARIANTS,
-    TAXONOMY,
-    Prompt,
-    PromptFile,
-    cot_prompts,
-    iter_prompts,
-    load_seed_tasks,
-    prompt_hash,
-    seed_prompts,
-    taxonomy_prompts,
-)
-from distillery.harvest.rouge import rouge_l
-from distillery.harvest.selfinstruct import SelfInstructConfig, self_instruct
+Names resolve lazily (module __getattr__), so the CLI can read HarvestConfig's defaults for
+its help without importing the HTTP client.
+"""
 
-__all__ = [
-    "COT_VARIANTS", "TAXONOMY", "DatasetWriter", "HarvestConfig", "HarvestReport", "Prompt",
-    "PromptFile", "SelfInstructConfig", "cot_prompts", "dataset_sha256", "harvest",
-    "iter_prompts", "load_config", "load_seed_tasks", "parse_retry_after", "prompt_hash",
-    "read_rows", "rouge_l", "self_instruct", "seed_prompts", "taxonomy_prompts", "to_parquet",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "HarvestConfig": "config", "load_config": "config",
+    "DatasetWriter": "dataset", "dataset_sha256": "dataset", "iter_jsonl": "dataset",
+    "read_rows": "dataset", "to_parquet": "dataset",
+    "HarvestReport": "harvester", "harvest": "harvester", "parse_retry_after": "harvester",
+    "COT_VARIANTS": "prompts", "TAXONOMY": "prompts", "Prompt": "prompts",
+    "PromptFile": "prompts", "cot_prompts": "prompts", "iter_prompts": "prompts",
+    "load_seed_tasks": "prompts", "prompt_hash": "prompts", "seed_prompts": "prompts",
+    "taxonomy_prompts": "prompts",
+    "rouge_l": "rouge",
+    "SelfInstructConfig": "selfinstruct", "self_instruct": "selfinstruct",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -144,14 +144,37 @@ class Harvester:
             model=self.cfg.model, messages=list(p.messages), max_tokens=self.cfg.max_tokens,
             temperature=self.cfg.temperature, top_p=self.cfg.top_p, **kw)
 
+    async def preflight(self, client: openai.AsyncOpenAI) -> None:
+        """One GET /models with a short timeout before any prompt: a dead URL or a refused key
+        fails in seconds with its cause, instead of every prompt retrying for minutes. A
+        server without /models (404, 405) is fine."""
+        where = f"{self.cfg.base_url} (GET /models)"
+        try:
+            models = await client.with_options(timeout=min(self.cfg.timeout_s, 10.0)
+                                               ).models.list()
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            cause = e.__cause__ or e
+            raise ConnectionError(f"cannot reach {where}: {type(cause).__name__}: {cause}: is "
+                                  "the server running and --base-url right?") from None
+        except openai.AuthenticationError as e:
+            raise ValueError(f"{where} refused the API key (HTTP 401: {e.message})") from None
+        except openai.APIStatusError as e:
+            log.info("preflight: %s answered HTTP %d; harvesting anyway", where, e.status_code)
+            return
+        served = [m.id for m in models.data]
+        if served and self.cfg.model not in served:
+            log.warning("%s serves %s, not %r", where, ", ".join(served), self.cfg.model)
+
     async def _one(self, clients: list[openai.AsyncOpenAI], p: Prompt, st: _Stats) -> dict | None:
         cfg = self.cfg
+        last = ""
         for attempt in range(cfg.max_retries + 1):
             k = await self.keys.acquire()
             try:
                 resp = await self._ask(clients[k], p)
             except openai.RateLimitError as e:
                 st.rate_limited += 1
+                last = "HTTP 429"
                 ra = parse_retry_after(e.response.headers)
                 self.keys.cool(k, ra if ra is not None else self._backoff(attempt, None))
             except openai.BadRequestError as e:
@@ -165,8 +188,10 @@ class Harvester:
                 if e.status_code < 500:
                     st.errors.append(f"{p.hash[:12]}: HTTP {e.status_code} {e}")
                     return None
+                last = f"HTTP {e.status_code}"
                 await asyncio.sleep(self._backoff(attempt, parse_retry_after(e.response.headers)))
-            except (openai.APITimeoutError, openai.APIConnectionError):
+            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                last = f"{type(e).__name__}: {e.__cause__ or e}"
                 await asyncio.sleep(self._backoff(attempt, None))
             else:
                 choice = resp.choices[0]
@@ -184,7 +209,8 @@ class Harvester:
                     "strategy": p.strategy, "category": p.category,
                 }
             st.retries += 1
-        st.errors.append(f"{p.hash[:12]}: gave up after {cfg.max_retries + 1} attempts")
+        st.errors.append(f"{p.hash[:12]}: gave up after {cfg.max_retries + 1} attempts (last: "
+                         f"{last})")
         return None
 
     async def run(self, prompts: Iterable[Prompt], out: str | Path) -> HarvestReport:
@@ -205,11 +231,6 @@ class Harvester:
             queue: asyncio.Queue[Prompt] = asyncio.Queue()
             for p in todo:
                 queue.put_nowait(p)
-            bar = None
-            if cfg.progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(todo), desc="harvest", unit="req", dynamic_ncols=True)
             limits = httpx.Limits(max_connections=cfg.concurrency,
                                   max_keepalive_connections=cfg.concurrency)
             # openai's aiohttp transport: half the client CPU per request of its httpx one
@@ -218,6 +239,13 @@ class Harvester:
                 clients = [openai.AsyncOpenAI(base_url=cfg.base_url, api_key=key, max_retries=0,
                                               timeout=cfg.timeout_s, http_client=http)
                            for key in cfg.api_keys]
+                if todo:
+                    await self.preflight(clients[0])
+                bar = None
+                if cfg.progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=len(todo), desc="harvest", unit="req", dynamic_ncols=True)
 
                 async def worker() -> None:
                     while True:
