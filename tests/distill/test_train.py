@@ -275,3 +275,21 @@ def test_cli_trains_and_keeps_snapshots(echo_dataset, tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "snapshots" / "step-000001" / "student.json").is_file()
     assert "student:" in res.output
+
+
+def test_cli_config_file_values_stand_unless_a_flag_is_given(echo_dataset, tmp_path):
+    """The flags show their defaults in --help; a flag left at its default must not
+    override the --config file's value."""
+    from click.testing import CliRunner
+
+    from distillery.cli import main
+
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[train]\noutput_dir = "{tmp_path / "run"}"\nstudent = "tiny-random"\n'
+                   "max_steps = 1\nbatch_size = 4\nmax_len = 64\nnum_threads = 1\n")
+    res = CliRunner().invoke(main, ["train", str(echo_dataset), "--config", str(cfg),
+                                    "--no-progress"])
+    assert res.exit_code == 0 and res.output.startswith("1 steps;"), res.output
+    res = CliRunner().invoke(main, ["train", str(echo_dataset), "--config", str(cfg),
+                                    "--max-steps", "2", "--no-progress"])
+    assert res.exit_code == 0 and res.output.startswith("2 steps;"), res.output
