@@ -40,13 +40,14 @@ def given(ctx: click.Context, flags: dict) -> dict:
 
 def one_line(e: BaseException) -> str:
     """The error on one line: its lines joined (not cut: the cause is often on the second, as
-    in "connection failed:\n  Is the server running?"), plus its chained cause when that
-    says something the message does not."""
+    in "connection failed:\n  Is the server running?"), plus the first line of its chained
+    cause when that says something the message does not (the rest of a cause is detail,
+    such as the SQL of a database error)."""
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
     text = " ".join(str(msg).split()) or type(e).__name__
     cause = e.__cause__
     if cause is not None:
-        why = " ".join(str(cause).split())
+        why = " ".join(str(cause).strip().split("\n")[0].split())
         if why and why not in text:
             text += f" ({type(cause).__name__}: {why})"
     return text if len(text) <= 400 else text[:399] + "…"
