@@ -151,8 +151,9 @@ def test_readme_using_it_runs_as_written(tmp_path, home):
     assert "8 steps; held-out loss" in "\n".join(outputs)
     assert (work / "runs/student/snapshots/step-000004/student.json").is_file()
     for pat in documented_outputs(section):
-        assert any(pat.fullmatch(line.strip()) for line in outputs), \
-            f"no output looks like the README's {pat.pattern!r}"
+        seen = [line for line in outputs if pat.fullmatch(line.strip())]
+        assert seen, f"no output looks like the README's {pat.pattern!r}"
+        print(seen[0])
     total = sum(timings.values())
     print(f"README path: {total:.0f} s;",
           ", ".join(f"{k.split(' -')[0][:40]}: {v:.0f} s" for k, v in timings.items()))
