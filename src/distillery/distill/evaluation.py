@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from distillery.distill.config import EvalConfig
 from distillery.distill.data import answer_text, split_rows
@@ -70,13 +71,10 @@ def gap_closed(student: float, base: float, teacher: float) -> float:
     return (student - base) / d if d else float("nan")
 
 
-def _bar(total: int, desc: str | None):
-    """A progress bar when desc is given (the CLI), else None."""
-    if desc is None:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="answer", dynamic_ncols=True, leave=False)
+def _bar(total: int, desc: str | None) -> tqdm:
+    """A progress bar when desc is given (the CLI); a silent one otherwise."""
+    return tqdm(total=total, desc=desc, unit="answer", dynamic_ncols=True, leave=False,
+                disable=desc is None)
 
 
 @torch.no_grad()
@@ -108,10 +106,8 @@ def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: in
         per_row = torch.zeros(len(idx), device=dev).index_add_(0, keep.nonzero()[:, 0], -tok_lp)
         for b, v in zip(idx, (per_row / math.log(2)).tolist(), strict=True):
             out[b] = v
-        if bar is not None:
-            bar.update(len(idx))
-    if bar is not None:
-        bar.close()
+        bar.update(len(idx))
+    bar.close()
     return out
 
 
@@ -144,10 +140,8 @@ def greedy_answers(model, tokenizer, rows: list[dict], max_new_tokens: int, batc
     out = []
     for k in range(0, len(reqs), batch_size):  # batch by batch, so the bar moves
         out += [res.choices[0].text.strip() for res in engine.generate(reqs[k:k + batch_size])]
-        if bar is not None:
-            bar.update(len(reqs[k:k + batch_size]))
-    if bar is not None:
-        bar.close()
+        bar.update(len(reqs[k:k + batch_size]))
+    bar.close()
     return out
 
 
