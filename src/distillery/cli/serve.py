@@ -40,11 +40,11 @@ def serve(config_file, model, watermark, watermark_key, database, redis_url, hos
 
     try:
         config = ServeConfig.from_toml(
-        config_file, model=model, watermark=watermark, watermark_key=watermark_key,
-        database=database, redis_url=redis_url, host=host, port=port,
-        max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
-        tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
-        store_text=False if hashes_only else None)
+            config_file, model=model, watermark=watermark, watermark_key=watermark_key,
+            database=database, redis_url=redis_url, host=host, port=port,
+            max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
+            store_text=False if hashes_only else None)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{config_file}: {e}") from None
     preflight(config)
