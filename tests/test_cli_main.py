@@ -148,3 +148,18 @@ def test_every_option_of_train_harvest_evaluate_has_help_and_a_shown_default():
             assert p.is_flag or p.multiple or p.required or shown or p.name in (
                 "config_path", "seed", "limit", "api_keys_file", "parquet", "json_out"), \
                 f"{name} --{p.name} shows no default"
+
+
+def test_every_environment_variable_is_in_info_and_the_readme():
+    import re
+    from pathlib import Path
+
+    from distillery.cli.info import ENVIRONMENT
+
+    root = Path(__file__).resolve().parents[1]
+    read = set()
+    for f in (root / "src").rglob("*.py"):
+        read |= set(re.findall(r"\"(DISTILLERY_[A-Z_]+|OPENAI_API_KEY)\"", f.read_text()))
+    assert read and read <= set(ENVIRONMENT), read - set(ENVIRONMENT)
+    readme = (root / "README.md").read_text()
+    assert all(f"`{k}`" in readme for k in ENVIRONMENT)

@@ -16,10 +16,12 @@ ENVIRONMENT = {
                        "[~/.cache/distillery]",
     "DISTILLERY_WATERMARK_KEY": "the key ring itself (a JSON value); overrides the key file",
     "DISTILLERY_ADMIN_TOKEN": "bearer token of the gateway's /admin routes (unset: off)",
+    "DISTILLERY_METRICS_TOKEN": "bearer token of /metrics and /openapi.json",
     "OPENAI_API_KEY": "harvest and self-instruct: API key(s), comma-separated",
     "OMP_NUM_THREADS": "torch threads (1 is faster on a busy machine)",
 }
-SECRET = {"DISTILLERY_WATERMARK_KEY", "DISTILLERY_ADMIN_TOKEN", "OPENAI_API_KEY"}
+SECRET = {"DISTILLERY_WATERMARK_KEY", "DISTILLERY_ADMIN_TOKEN", "DISTILLERY_METRICS_TOKEN",
+          "OPENAI_API_KEY"}
 
 database_option = click.option(
     "--database", default=None,
