@@ -163,3 +163,20 @@ def test_every_environment_variable_is_in_info_and_the_readme():
     assert read and read <= set(ENVIRONMENT), read - set(ENVIRONMENT)
     readme = (root / "README.md").read_text()
     assert all(f"`{k}`" in readme for k in ENVIRONMENT)
+
+
+def test_lazy_packages_resolve_every_name():
+    """models, harvest and watermark resolve their names on first use: each must exist, and
+    watermark's `detect` stays the function even once its submodule is imported."""
+    import importlib
+    import inspect
+
+    for pkg in ("distillery.models", "distillery.harvest", "distillery.watermark",
+                "distillery.distill"):
+        mod = importlib.import_module(pkg)
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, f"{pkg}.{name}"
+    importlib.import_module("distillery.watermark.detect")
+    from distillery.watermark import detect
+
+    assert inspect.isfunction(detect)
