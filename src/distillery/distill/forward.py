@@ -40,3 +40,27 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits, targets, keep
+
+
+def next_token_argmax(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      select: torch.Tensor, logits_hook=None, chunk: int = 1024) -> torch.Tensor:
+    """(B, T) -> (N,) the model's top-1 next token at each selected position (row-major).
+
+    The head runs a chunk of positions at a time: (N, V) logits of a long batch under a
+    262k-token vocabulary would hold gigabytes. Gemma's final soft-capping is monotone, so it
+    does not change the argmax and is skipped. logits_hook(logits (n, V), context (n, 2): the
+    last two tokens up to each position) may transform the logits first.
+    """
+    base, body, head = _body_and_head(model)
+    ctx = torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)[select]  # (N, 2)
+    if body is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[select]
+        return (logits_hook(logits, ctx) if logits_hook else logits).argmax(-1)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[select]
+    out = []
+    for lo in range(0, len(hidden), chunk):
+        logits = head(hidden[lo: lo + chunk])
+        if logits_hook is not None:
+            logits = logits_hook(logits, ctx[lo: lo + chunk])
+        out.append(logits.argmax(-1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=input_ids.device)

@@ -1,0 +1,73 @@
+"""ForensicsConfig: one check's inputs, validated in __post_init__, loadable from TOML."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class ForensicsConfig:
+    suspect: str = ""                 # a student dir, a model name or dir (open), or a URL (api)
+    mode: str = "auto"                # open | api | auto (a URL means api)
+    teacher: str = "smollm2-135m-instruct"  # the watermark lives in its tokens
+    scheme: str = "kgw"               # as the gateway served (`serve --watermark`)
+    scheme_params: dict = field(default_factory=dict)  # e.g. {"delta": 2.0}: gateway defaults
+    key_file: str | None = None       # the key ring; None: $DISTILLERY_WATERMARK_KEY or default
+    database: str | None = None       # the usage store: texts, prompts and account names
+    dataset: str | None = None        # texts / prompts from this JSONL instead of the store
+    account: str | None = None        # test this account alone, on its own stored answers
+    accounts: tuple[str, ...] = ()    # account names to test (default: all in the database)
+    clusters: dict = field(default_factory=dict)  # name -> account names, pooled under one null
+    budget_tokens: int | None = None  # planned scored tuples of the global layer (None: all)
+    max_rows: int | None = None       # texts read (open) or prompts sent (api), at most
+    skip_rows: int = 0                # rows a pilot (`forensics plan`) used: never reuse them
+    reference: str | None = None      # clean model (default: the suspect's base, else gemma)
+    controls: int = 100               # keys that never served anyone, tested beside
+    alpha: float = 1e-6               # family-wise level of the verdict
+    tamper_alpha: float = 1e-3        # lower-tail level for "tampering suspected"
+    min_shift: float = 0.005          # smallest green-rate shift a "not detected" must exclude
+    seed: int = 0                     # the order texts / prompts are drawn in
+    batch_size: int = 8
+    max_len: int = 512
+    num_threads: int | None = None
+    # api mode
+    api_key: str = "none"
+    model: str | None = None          # the endpoint's model name (default: the suspect URL's)
+    max_tokens: int = 128
+    temperature: float = 0.7
+    concurrency: int = 8
+    work_dir: str | None = None       # answers kept here: an interrupted check resumes
+
+    def __post_init__(self) -> None:
+        if not self.suspect:
+            raise ValueError("suspect is required: a student directory, a model, or a URL")
+        if self.mode == "auto":
+            self.mode = "api" if self.suspect.startswith(("http://", "https://")) else "open"
+        if self.mode not in ("open", "api"):
+            raise ValueError(f"mode must be open, api or auto, got {self.mode!r}")
+        if self.mode == "api" and not self.suspect.startswith(("http://", "https://")):
+            raise ValueError(f"api mode needs the suspect's base URL, got {self.suspect!r}")
+        if self.database is None and self.dataset is None:
+            raise ValueError("give --database (the usage store) or --dataset (a JSONL of our "
+                             "texts): the check needs our texts or the harvest's prompts")
+        if self.account is not None and self.accounts:
+            raise ValueError("give --account or an account list, not both")
+        if self.controls < 0:
+            raise ValueError(f"controls must be >= 0, got {self.controls}")
+        if not 0 < self.alpha < 1 or not 0 < self.tamper_alpha < 1:
+            raise ValueError("alpha and tamper_alpha must be in (0, 1)")
+        if self.min_shift <= 0:
+            raise ValueError(f"min_shift must be > 0, got {self.min_shift}")
+        for name in ("budget_tokens", "max_rows"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.skip_rows < 0 or self.batch_size < 1 or self.max_len < 16:
+            raise ValueError("skip_rows >= 0, batch_size >= 1 and max_len >= 16 are required")
+        self.clusters = {k: tuple(v) for k, v in self.clusters.items()}
+        self.accounts = tuple(self.accounts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("api_key")
+        return d

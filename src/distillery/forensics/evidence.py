@@ -1,0 +1,180 @@
+"""The radioactivity test's core: scored candidates -> de-duplicated tuples -> exact tests.
+
+Both modes reduce a suspect to candidates: (teacher context window, token the suspect chose)
+in corpus order, each with its watermark layer (from the window, through the global key's
+layer split, as in text detection). Reading mode (open weights) chooses the suspect's top-1
+prediction on our text; API mode the tokens it generated. Then, per key (Sander et al. 2024;
+REFERENCES "Radioactivity"):
+
+    candidates of the tested layer -> minus excluded ones (a tuple of the text fed in, or a
+    window of the answer's own prompt: a clean model that copies its context is not marked)
+    -> de-duplicated on what determines the key's outcome (the scheme's dedup rows) ->
+    scheme.score_tok -> summed -> scheme.test (exact: binomial or Gamma tail)
+
+H0 for one key: the suspect never learned from text marked with this key. Each distinct tuple
+left is then green (or scores Exp(1)) independently of the others, whatever the suspect is,
+because its choice is a function of the suspect and the text, and the key's outcomes of
+tuples that did not occur in that text are independent of both. Independent keys score the
+same tuples independently, so summed scores of a cluster of keys have the same exact null with
+T = sum of the keys' counts. Only the whole, planned corpus is tested: never a p-value read
+as tokens arrive (REFERENCES "No optional stopping").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammainc
+from scipy.stats import binom
+
+from distillery.stats import P_FLOOR, first_occurrences, rows_in
+from distillery.watermark.keys import WatermarkKey
+from distillery.watermark.scheme import Layer, WatermarkScheme
+
+KEY_CHUNK = 64  # keys scored at once: (64, M) float64 per pass bounds memory at large M
+
+
+@dataclass
+class Candidates:
+    """What a suspect chose, in teacher tokens, before exclusion and de-duplication."""
+
+    windows: np.ndarray  # (M, w) int64 teacher context windows
+    tokens: np.ndarray  # (M,) int64 the suspect's token (-1: could not be mapped)
+    is_global: np.ndarray  # (M,) bool: the position's layer
+    excluded: np.ndarray  # (M,) bool: a window of the answer's own prompt (API mode)
+    text_tuples: np.ndarray  # (E, w + 1) tuples of the text fed in (reading mode)
+    n_rows: int = 0  # texts or answers behind these candidates
+    n_tokens: int = 0  # suspect tokens read (reading) or generated (API)
+    info: dict = field(default_factory=dict)  # what the mode lost on the way, for the report
+
+    @classmethod
+    def empty(cls, w: int) -> Candidates:
+        z = np.zeros((0, w), dtype=np.int64)
+        return cls(z, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool),
+                   np.zeros((0, w + 1), np.int64))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Candidates], w: int) -> Candidates:
+        if not parts:
+            return cls.empty(w)
+        info: dict = {}
+        for p in parts:
+            for k, v in p.info.items():
+                info[k] = info.get(k, 0) + v
+        return cls(np.concatenate([p.windows for p in parts]),
+                   np.concatenate([p.tokens for p in parts]),
+                   np.concatenate([p.is_global for p in parts]),
+                   np.concatenate([p.excluded for p in parts]),
+                   np.concatenate([p.text_tuples for p in parts]),
+                   sum(p.n_rows for p in parts), sum(p.n_tokens for p in parts), info)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class KeyScore:
+    """One key (or a pooled cluster of keys) on one layer of the candidates."""
+
+    key_id: str
+    layer: Layer
+    n_scored: int  # de-duplicated tuples tested (T; summed over a cluster's keys)
+    score: float  # green count (KGW) or summed -log(1 - r) (Gumbel)
+    z: float
+    p_value: float  # upper tail: trained on this key's text?
+    p_lower: float  # lower tail: significantly *below* chance points to key-aware tampering
+
+    @property
+    def rate(self) -> float:
+        """Mean score per tuple: the green rate (KGW, gamma under H0) or 1 (Gumbel)."""
+        return self.score / self.n_scored if self.n_scored else float("nan")
+
+
+def lower_tail(scheme: WatermarkScheme, score: float, n: int) -> float:
+    """P(score <= observed) under H0: binomial CDF (KGW) or the regularised lower incomplete
+    gamma P(n, s) (Gumbel: a sum of n Exp(1))."""
+    if n == 0:
+        return 1.0
+    if scheme.name == "kgw":
+        return float(max(binom.cdf(score, n, scheme.gamma), P_FLOOR))
+    if scheme.name == "gumbel":
+        return float(max(gammainc(n, score), P_FLOOR))
+    raise ValueError(f"no lower tail for scheme {scheme.name!r}")
+
+
+def _layer_tuples(c: Candidates, layer: Layer) -> np.ndarray:
+    sel = (c.is_global if layer == "global" else ~c.is_global) & ~c.excluded & (c.tokens >= 0)
+    return np.concatenate([c.windows[sel], c.tokens[sel, None]], axis=1)
+
+
+def scored_masks(scheme: WatermarkScheme, tuples: np.ndarray, text_tuples: np.ndarray,
+                 keys: Sequence[WatermarkKey]) -> np.ndarray:
+    """(M, w + 1) tuples -> (K, M) True where key k scores the tuple: not an outcome of the
+    text fed in, and the first occurrence of its outcome (per key when the scheme's outcome
+    rows depend on the key, e.g. min-hash seeding)."""
+    if not scheme.dedup_per_key:
+        keep = ~rows_in(tuples, text_tuples)
+        mask = np.zeros(len(tuples), dtype=bool)
+        mask[np.flatnonzero(keep)[first_occurrences(tuples[keep])]] = True
+        return np.broadcast_to(mask, (len(keys), len(tuples)))
+    out = np.zeros((len(keys), len(tuples)), dtype=bool)
+    for i, k in enumerate(keys):
+        rows = scheme.dedup_rows(tuples, k)
+        keep = ~rows_in(rows, scheme.dedup_rows(text_tuples, k)) if len(text_tuples) else \
+            np.ones(len(rows), dtype=bool)
+        out[i, np.flatnonzero(keep)[first_occurrences(rows[keep])]] = True
+    return out
+
+
+def key_sums(c: Candidates, scheme: WatermarkScheme, layer: Layer,
+             keys: Sequence[WatermarkKey]) -> tuple[np.ndarray, np.ndarray]:
+    """-> (summed scores (K,), scored counts (K,)) of each key on one layer."""
+    tuples = _layer_tuples(c, layer)
+    sums = np.zeros(len(keys))
+    counts = np.zeros(len(keys), dtype=np.int64)
+    if not len(tuples):
+        return sums, counts
+    for lo in range(0, len(keys), KEY_CHUNK):
+        ks = keys[lo: lo + KEY_CHUNK]
+        mask = scored_masks(scheme, tuples, c.text_tuples, ks)
+        if not scheme.dedup_per_key:  # one mask for all keys: score only its tuples
+            t = tuples[mask[0]]
+            sums[lo: lo + len(ks)] = scheme.score_tok(t[:, :-1], t[:, -1], ks).sum(axis=1)
+            counts[lo: lo + len(ks)] = len(t)
+        else:
+            s = scheme.score_tok(tuples[:, :-1], tuples[:, -1], ks)
+            sums[lo: lo + len(ks)] = (s * mask).sum(axis=1)
+            counts[lo: lo + len(ks)] = mask.sum(axis=1)
+    return sums, counts
+
+
+def key_result(scheme: WatermarkScheme, key_id: str, layer: Layer, score: float,
+             n: int) -> KeyScore:
+    t = scheme.test(np.array([score]), int(n))[0]
+    return KeyScore(key_id, layer, int(n), float(score), t.z, t.p_value,
+                    lower_tail(scheme, float(score), int(n)))
+
+
+def key_results(c: Candidates, scheme: WatermarkScheme, layer: Layer,
+              keys: Sequence[WatermarkKey]) -> list[KeyScore]:
+    """Each key alone on one layer of the candidates."""
+    sums, counts = key_sums(c, scheme, layer, keys)
+    return [key_result(scheme, k.key_id, layer, s, n)
+            for k, s, n in zip(keys, sums, counts, strict=True)]
+
+
+def scored_count(c: Candidates, scheme: WatermarkScheme, layer: Layer, key: WatermarkKey) -> int:
+    """Tuples one key's test would score: a function of the suspect's tokens, not of any
+    key's outcomes (for schemes whose de-duplication is key-free), so a budget may stop on it."""
+    tuples = _layer_tuples(c, layer)
+    return int(scored_masks(scheme, tuples, c.text_tuples, [key])[0].sum()) if len(tuples) else 0
+
+
+def pool(scheme: WatermarkScheme, name: str, members: Sequence[KeyScore]) -> KeyScore:
+    """A cluster of keys under one null: summed scores over summed counts (each key's tuples
+    de-duplicated per key; independent keys score them independently)."""
+    layer = members[0].layer if members else "account"
+    return key_result(scheme, name, layer, sum(m.score for m in members),
+                    sum(m.n_scored for m in members))

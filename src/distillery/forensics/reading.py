@@ -1,0 +1,171 @@
+"""Open-weights test, "reading mode" (Sander et al. 2024, Sec. 4): our marked text through the
+suspect, its top-1 next-token prediction at every answer position, as candidates.
+
+Each text is fed the way a student was trained on it (distill/data.py): the prompt in the
+suspect's chat format, then the answer. At teacher position t of the answer the candidate is
+(teacher tokens t-w..t-1, the suspect's prediction after the context ending there); all
+(w + 1)-grams of the text fed in (answer and prompt, in teacher tokens) are excluded at test
+time, so a clean model that predicts what the text says next scores nothing.
+
+One forward pass per batch of texts: it runs at the model's forward speed, not at generation
+speed, and computes the LM head only at the scored positions, a chunk at a time (Gemma's
+262k-token head is most of its cost; distill/forward.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from transformers import PreTrainedTokenizerBase
+
+from distillery.distill.data import answer_text
+from distillery.distill.forward import next_token_argmax
+from distillery.forensics.evidence import Candidates
+from distillery.forensics.tokens import TokenMap, boundaries, same_tokenizer, token_bytes
+from distillery.models.chat import format_chat
+from distillery.watermark.scheme import WatermarkScheme
+
+log = logging.getLogger(__name__)
+
+# A transform of the suspect's logits before the argmax, e.g. a thief's inference-time
+# neutralisation (scrub.py): (logits (N, V), last two context tokens (N, 2)) -> (N, V).
+LogitsHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TextRow:
+    """One of our texts: the prompt as chat messages ([] for raw text) and the marked answer."""
+
+    messages: tuple[dict, ...]
+    response: str
+
+
+def text_tuples(ids: np.ndarray, width: int) -> np.ndarray:
+    """(n,) -> (n - width, width + 1) every (window, token) tuple of a text."""
+    if len(ids) <= width:
+        return np.zeros((0, width + 1), dtype=np.int64)
+    return sliding_window_view(np.asarray(ids, dtype=np.int64), width + 1)
+
+
+def _teacher_ids(tok: PreTrainedTokenizerBase, text: str) -> np.ndarray:
+    return np.asarray(tok.encode(text, add_special_tokens=False), dtype=np.int64)
+
+
+@dataclass
+class _Prepared:
+    input_ids: list[int]  # suspect: prompt + answer (truncated to max_len)
+    want: np.ndarray  # suspect positions whose next-token prediction is read
+    t_pos: np.ndarray  # the teacher answer positions those predictions are scored at
+    teacher: np.ndarray  # teacher ids of the answer
+    prompt_tuples: np.ndarray
+
+
+class Reader:
+    """Suspect model + tokenizers -> candidates for a list of our texts."""
+
+    def __init__(self, model, tokenizer: PreTrainedTokenizerBase,
+                 teacher_tokenizer: PreTrainedTokenizerBase, scheme: WatermarkScheme,
+                 max_len: int = 512, batch_size: int = 8, logits_hook: LogitsHook | None = None):
+        self.model, self.tok, self.ttok, self.scheme = model, tokenizer, teacher_tokenizer, scheme
+        self.max_len, self.batch_size, self.logits_hook = max_len, batch_size, logits_hook
+        self.identity = same_tokenizer(tokenizer, teacher_tokenizer)
+        if not self.identity:
+            self.tmap = TokenMap(tokenizer, teacher_tokenizer)
+            self.sbytes, self.tbytes = token_bytes(tokenizer), token_bytes(teacher_tokenizer)
+
+    def _prepare(self, row: TextRow, lost: dict) -> _Prepared | None:
+        w, start = self.scheme.window, self.scheme.start
+        if row.messages:
+            prompt = self.tok.encode(format_chat(self.tok, list(row.messages)))
+            s_text = answer_text(self.tok, row.response)
+            user = "\n".join(m["content"] for m in row.messages)
+            prompt_tuples = text_tuples(_teacher_ids(self.ttok, user), w)
+        else:
+            prompt = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+            s_text, prompt_tuples = row.response, np.zeros((0, w + 1), np.int64)
+        teacher = _teacher_ids(self.ttok, row.response)
+        answer = self.tok.encode(s_text, add_special_tokens=False)
+        room = self.max_len - len(prompt)
+        if room <= start or not prompt:
+            lost["rows_too_long"] = lost.get("rows_too_long", 0) + 1
+            return None
+        P = len(prompt)
+        if self.identity and s_text == row.response:
+            t_pos = np.arange(start, min(len(teacher), room))
+            want = P + t_pos - 1  # logits at j predict token j + 1
+        else:
+            t_pos, want = self._align(row.response, s_text, teacher, answer, room, lost)
+            want = P + want - 1
+        lost["positions_total"] = lost.get("positions_total", 0) + max(len(teacher) - start, 0)
+        return _Prepared([*prompt, *answer[:room]], want, t_pos, teacher, prompt_tuples)
+
+    def _align(self, response: str, s_text: str, teacher: np.ndarray, answer: list[int],
+               room: int, lost: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Teacher positions t >= start where a suspect token starts at the same byte ->
+        (t (k,), suspect answer index j (k,)) with j < room."""
+        tb = boundaries(teacher, self.tbytes, response.encode())
+        core = response.lstrip()
+        prefix = s_text[: len(s_text) - len(core)] if s_text.endswith(core) else None
+        sb = boundaries(answer, self.sbytes, s_text.encode())
+        if tb is None or sb is None or prefix is None:
+            lost["rows_unaligned"] = lost.get("rows_unaligned", 0) + 1
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        shift = len(prefix.encode()) - (len(response.encode()) - len(core.encode()))
+        t = np.arange(self.scheme.start, len(teacher))
+        target = tb[t] + shift  # byte where teacher token t starts, in the suspect's text
+        j = np.searchsorted(sb[:-1], target)
+        ok = (j < len(answer)) & (sb[np.minimum(j, len(answer) - 1)] == target) & (j < room)
+        return t[ok], j[ok]
+
+    @torch.no_grad()
+    def candidates(self, rows: Sequence[TextRow], progress: bool = False) -> Candidates:
+        w, start = self.scheme.window, self.scheme.start
+        lost: dict = {}
+        prepared = [p for p in (self._prepare(r, lost) for r in rows) if p is not None]
+        order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].input_ids))
+        parts = []
+        n_tokens = 0
+        batches = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="reading", unit="batch")
+        dev = next(self.model.parameters()).device
+        for lo in batches:
+            batch = [prepared[i] for i in order[lo: lo + self.batch_size]]
+            T = max(len(p.input_ids) for p in batch)
+            pad = self.tok.pad_token_id or 0
+            ids = torch.full((len(batch), T), pad, dtype=torch.long)
+            att = torch.zeros((len(batch), T), dtype=torch.long)
+            sel = torch.zeros((len(batch), T), dtype=torch.bool)
+            for b, p in enumerate(batch):
+                ids[b, : len(p.input_ids)] = torch.tensor(p.input_ids)
+                att[b, : len(p.input_ids)] = 1
+                sel[b, torch.from_numpy(p.want)] = True
+            n_tokens += int(att.sum())
+            preds = next_token_argmax(self.model, ids.to(dev), att.to(dev), sel.to(dev),
+                                      self.logits_hook).cpu().numpy()
+            k = 0
+            for p in batch:  # row-major order of `sel`: each row's `want`, increasing
+                pred = preds[k: k + len(p.want)].astype(np.int64)
+                k += len(p.want)
+                tokens = pred if self.identity else self.tmap(pred)
+                parts.append(self._row_candidates(p, tokens, w, start))
+        out = Candidates.concat(parts, w)
+        out.n_rows, out.n_tokens = len(prepared), n_tokens
+        out.info = {**lost, "positions_scored": len(out)}
+        return out
+
+    def _row_candidates(self, p: _Prepared, tokens: np.ndarray, w: int, start: int
+                        ) -> Candidates:
+        is_global = self.scheme.global_positions(p.teacher)  # (n - start,)
+        windows = sliding_window_view(p.teacher, w)[p.t_pos - w] if len(p.t_pos) else \
+            np.zeros((0, w), np.int64)
+        return Candidates(np.ascontiguousarray(windows, dtype=np.int64), tokens,
+                          is_global[p.t_pos - start], np.zeros(len(tokens), bool),
+                          np.concatenate([text_tuples(p.teacher, w), p.prompt_tuples]))

@@ -1,0 +1,123 @@
+"""run_check(config): load the key ring, our texts, the suspect and its clean reference, read
+or query, and return the verdict (check.py). The CLI (`distillery forensics check`) and the
+closed loop call this."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from distillery.forensics.api import answer_candidates, budgeted, generate_locally, query_endpoint
+from distillery.forensics.check import Verdict, read_in_budget, verdict_for
+from distillery.forensics.config import ForensicsConfig
+from distillery.forensics.evidence import scored_count
+from distillery.forensics.reading import Reader, TextRow
+from distillery.forensics.sources import account_names, dataset_rows, shuffled, usage_rows
+
+log = logging.getLogger(__name__)
+LAYER_PROBE = "forensics-layer-probe"  # any account key gives the scheme its two layers
+OTHER_SHIPPED = {"smollm2-135m-instruct": "gemma-3-270m", "gemma-3-270m": "smollm2-135m-instruct"}
+
+
+def build_scheme(cfg: ForensicsConfig):
+    from distillery.watermark import KeyRing, make_scheme
+
+    ring = KeyRing.load(cfg.key_file)
+    scheme = make_scheme(cfg.scheme, ring, account=LAYER_PROBE, **cfg.scheme_params)
+    if cfg.account is not None:
+        names = [cfg.account]
+    elif cfg.accounts:
+        names = list(cfg.accounts)
+    elif cfg.database is not None:
+        names = account_names(cfg.database)
+    else:
+        names = []
+    return ring, scheme, {n: ring.account_key(n) for n in names}
+
+
+def load_rows(cfg: ForensicsConfig) -> list[TextRow]:
+    rows = (dataset_rows(cfg.dataset) if cfg.dataset is not None
+            else usage_rows(cfg.database, cfg.account))
+    rows = shuffled(rows, cfg.seed)[cfg.skip_rows:]
+    rows = rows[: cfg.max_rows] if cfg.max_rows else rows
+    if not rows:
+        raise ValueError("no texts to test: the usage store / dataset has no stored answers "
+                         "(after --skip-rows)")
+    return rows
+
+
+def load_suspect(path: str):
+    """-> (model, tokenizer, base name or None, is_lora)."""
+    from distillery.models import load
+
+    if (Path(path) / "student.json").is_file():
+        from distillery.distill.trainer import load_student
+
+        model, tok, base = load_student(path)
+        return model, tok, base, hasattr(model, "disable_adapter")
+    m = load(path)
+    return m.model, m.tokenizer, None, False
+
+
+def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
+    from distillery.models import load, load_tokenizer
+
+    t0 = time.perf_counter()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    _, scheme, accounts = build_scheme(cfg)
+    rows = load_rows(cfg)
+    ttok = load_tokenizer(cfg.teacher)
+    if cfg.mode == "open":
+        model, tok, base, is_lora = load_suspect(cfg.suspect)
+
+        def reader(m, t) -> Reader:
+            return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size)
+
+        c = read_in_budget(lambda rs: reader(model, tok).candidates(rs, progress), rows,
+                           scheme, cfg.budget_tokens)
+        used = rows[: c.info["rows_read"]]
+        ref_name = cfg.reference or base or OTHER_SHIPPED.get(cfg.teacher)
+        ref_c = None
+        if ref_name is not None:
+            if is_lora and cfg.reference is None:
+                ctx = model.disable_adapter()  # the untouched base, for free
+                ref_model, ref_tok = model, tok
+                ref_name = f"{base} (the suspect's base)"
+            else:
+                ctx = contextlib.nullcontext()
+                loaded = load(ref_name)
+                ref_model, ref_tok = loaded.model, loaded.tokenizer
+            with ctx:
+                ref_c = reader(ref_model, ref_tok).candidates(used, progress)
+    else:
+        model_name = cfg.model or cfg.teacher
+        work = cfg.work_dir or str(Path("runs") / "forensics-api")
+
+        def ask(ps):
+            return query_endpoint(ps, cfg.suspect, cfg.api_key, model_name, work,
+                                  cfg.max_tokens, cfg.temperature, concurrency=cfg.concurrency,
+                                  progress=progress)
+
+        def count(answers) -> int:
+            return scored_count(answer_candidates(answers, ttok, scheme), scheme, "global",
+                                scheme.global_key)
+
+        answers = budgeted(ask, rows, count, cfg.budget_tokens)
+        c = answer_candidates(answers, ttok, scheme)
+        c.info["queries"] = len(answers)
+        ref_name = cfg.reference or OTHER_SHIPPED.get(cfg.teacher)
+        ref_c = None
+        if ref_name is not None:
+            ref_rows = generate_locally(answers, ref_name, cfg.max_tokens, cfg.temperature)
+            ref_c = answer_candidates(ref_rows, ttok, scheme)
+    v = verdict_for(c, scheme, accounts, mode=cfg.mode, suspect=cfg.suspect,
+                    clusters=cfg.clusters, n_controls=cfg.controls, alpha=cfg.alpha,
+                    tamper_alpha=cfg.tamper_alpha, min_shift=cfg.min_shift,
+                    reference=ref_name, reference_candidates=ref_c)
+    v.elapsed_s = time.perf_counter() - t0
+    return v

@@ -1,0 +1,139 @@
+"""A tiny, learnable teacher-student world for radioactivity tests.
+
+The teacher is uniform over an alphabet of 64 whole-word tokens (" word" tokens that
+re-tokenise to themselves) and marked by the real KGW logits processor (context width 1,
+delta 4, two layers): its text is a pure watermark signal over bigram windows, which a 2-layer
+tiny-random student learns in a few seconds of plain next-token training. The processor is
+called on the alphabet's logits directly, without a model forward (the teacher has no model
+to run): the same `scheme(input_ids, scores)` the engine calls while decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distillery.models import load_tokenizer
+from distillery.models.loader import tiny_random_model
+from distillery.watermark import KeyRing, make_scheme
+
+N_ACCOUNTS = 120
+ACCOUNTS = [f"acct-{i:03d}" for i in range(N_ACCOUNTS)]
+CAMPAIGN, OTHER = "acct-007", "acct-042"
+WM = {"context_width": 1, "delta": 4.0}  # short window, strong bias: learnable by a tiny model
+
+
+@pytest.fixture(scope="session")
+def ring():
+    return KeyRing({1: bytes(range(7, 39))})
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return load_tokenizer("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def alphabet(tokenizer):
+    """64 token ids of the form " word" that round-trip through the tokenizer alone."""
+    out = []
+    for tid in range(len(tokenizer)):
+        s = tokenizer.convert_ids_to_tokens(tid)
+        if s and re.fullmatch(r"Ġ[a-z]{4,7}", s) and tokenizer.encode(
+                tokenizer.decode([tid]), add_special_tokens=False) == [tid]:
+            out.append(tid)
+        if len(out) == 64:
+            break
+    return np.array(out)
+
+
+def teacher_rows(tokenizer, alphabet, ring, account: str | None, n: int, seed: int,
+                 tokens: int = 48) -> list[dict]:
+    """n harvest-format rows of the marked teacher (account None: unmarked)."""
+    g = torch.Generator().manual_seed(seed)
+    V = len(tokenizer)
+    base = torch.full((n, V), float("-inf"))
+    base[:, torch.from_numpy(alphabet)] = 0.0
+    scheme = make_scheme("kgw", ring, account=account, **WM) if account is not None else None
+    ids = torch.from_numpy(alphabet)[torch.randint(len(alphabet), (n, 1), generator=g)]
+    for _ in range(tokens - 1):
+        scores = scheme(ids, base.clone()) if scheme is not None else base
+        nxt = torch.multinomial(torch.softmax(scores, -1), 1, generator=g)
+        ids = torch.cat([ids, nxt], dim=1)
+    rows = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": f"Write words {seed}-{i}."}]
+        rows.append({"prompt_hash": f"{seed:04d}{i:06d}".ljust(64, "0"), "messages": msgs,
+                     "response": tokenizer.decode(ids[i].tolist())})
+    return rows
+
+
+def train_student(tokenizer, alphabet, rows: list[dict], steps: int = 150, seed: int = 0):
+    """tiny-random trained on <bos> + answer (raw-text reading mode), cheaply: the rows of the
+    (tied) embedding outside the alphabet and <bos> are zero, so their logits are exactly 0,
+    and the loss over [alphabet logits, log(#others)] equals the full-vocabulary softmax loss
+    while computing 65 columns of the 49k-token head instead of all of them."""
+    torch.manual_seed(seed)
+    model = tiny_random_model(len(tokenizer))
+    emb = model.get_input_embeddings().weight
+    keep = torch.zeros(len(emb), dtype=torch.bool)
+    keep[torch.from_numpy(alphabet)] = True
+    keep[tokenizer.bos_token_id] = True
+    with torch.no_grad():
+        emb[~keep] = 0.0
+    cols = torch.from_numpy(alphabet)
+    col_of = torch.full((len(emb),), -1, dtype=torch.long)
+    col_of[cols] = torch.arange(len(cols))
+    rest = torch.log(torch.tensor(float(len(emb) - len(cols))))
+    seqs = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(r["response"],
+                                                                    add_special_tokens=False)]
+                         for r in rows])
+    opt = torch.optim.Adam([p for p in model.parameters()], lr=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        batch = seqs[torch.randint(len(seqs), (32,), generator=g)]
+        h = model.model(input_ids=batch).last_hidden_state[:, :-1]  # (B, T-1, H)
+        logits = h @ emb[cols].T  # (B, T-1, 64)
+        logits = torch.cat([logits, rest.expand(*logits.shape[:2], 1)], dim=-1)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                 col_of[batch[:, 1:]].flatten())
+        opt.zero_grad()
+        loss.backward()  # rows outside `keep` get no gradient: Adam leaves them at zero
+        opt.step()
+    return model.eval()
+
+
+def save_student(model, tokenizer, path: Path) -> str:
+    """A student directory as `distillery train` writes it (full fine-tune of tiny-random)."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "student.json").write_text(json.dumps({"base": "tiny-random", "lora": False}))
+    return str(path)
+
+
+def raw(rows: list[dict]) -> list[dict]:
+    return [{**r, "messages": []} for r in rows]
+
+
+@pytest.fixture(scope="session")
+def world(tokenizer, alphabet, ring):
+    """Unmarked teacher texts to read (the probe) and four suspects."""
+    torch.set_num_threads(1)
+    marked = teacher_rows(tokenizer, alphabet, ring, CAMPAIGN, 400, seed=1)
+    unmarked = teacher_rows(tokenizer, alphabet, ring, None, 400, seed=2)
+    other = teacher_rows(tokenizer, alphabet, ring, OTHER, 400, seed=3)
+    # the exact test: text the tested keys did not mark (check.py, "Which text to read")
+    probe = teacher_rows(tokenizer, alphabet, ring, None, 30, seed=4)
+    return {
+        "probe": raw(probe),
+        "marked": train_student(tokenizer, alphabet, marked),
+        "unmarked": train_student(tokenizer, alphabet, unmarked),
+        "other": train_student(tokenizer, alphabet, other),
+        "base": tiny_random_model(len(tokenizer)).eval(),
+    }

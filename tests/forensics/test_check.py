@@ -1,0 +1,148 @@
+"""The verdict's pieces without models: API-mode candidates and their prompt exclusion, the
+planner, the tampering and inconclusive rules, the cross-tokenizer path, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ACCOUNTS, CAMPAIGN, WM, save_student, teacher_rows
+from scipy.stats import kstest
+
+from distillery.cli import main
+from distillery.forensics import Reader, TextRow, plan, tokens_needed
+from distillery.forensics.api import answer_candidates
+from distillery.forensics.check import control_keys, decide
+from distillery.forensics.evidence import KeyScore, key_results
+from distillery.forensics.tokens import TokenMap, token_bytes
+from distillery.watermark import KeyRing, make_scheme
+
+
+@pytest.fixture(scope="module")
+def scheme(ring):
+    return make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
+
+
+def test_prompt_window_exclusion_is_what_keeps_a_copying_model_calibrated(tokenizer, alphabet):
+    """A clean model that repeats its (marked) prompt: 200 fresh rings, each marking the
+    prompts; with the exclusion the p-values are uniform, without it they are not."""
+    on, off = [], []
+    for i in range(200):
+        ring = KeyRing({1: i.to_bytes(4, "little") * 8})
+        sch = make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
+        marked = teacher_rows(tokenizer, alphabet, ring, CAMPAIGN, 2, seed=i, tokens=24)
+        fresh = teacher_rows(tokenizer, alphabet, ring, None, 2, seed=10_000 + i, tokens=24)
+        rows = [TextRow(({"role": "user", "content": "Repeat: " + m["response"]},),
+                        m["response"] + f["response"]) for m, f in zip(marked, fresh,
+                                                                        strict=True)]
+        for excl, out in ((True, on), (False, off)):
+            c = answer_candidates(rows, tokenizer, sch, exclude_prompt=excl)
+            out.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
+    assert kstest(on, "uniform").pvalue > 1e-3
+    assert np.mean(np.array(on) <= 0.05) <= 0.1
+    assert kstest(off, "uniform").pvalue < 1e-6
+    assert np.mean(np.array(off) <= 0.05) > 0.3
+
+
+def test_tokens_needed_matches_the_references_rule():
+    """REFERENCES: eps 0.0088 at alpha 1e-3, one key: ~24k tokens (the power-1/2 limit)."""
+    sch = make_scheme("kgw", KeyRing({1: bytes(32)}))
+    n = tokens_needed(sch, 0.0088, target_p=1e-3, n_keys=1, power=0.5)
+    assert 22_000 < n < 25_000
+    assert tokens_needed(sch, 0.0088, 1e-3, n_keys=10_000, power=0.5) > 2 * n
+    assert tokens_needed(sch, -0.01) is None
+
+
+def test_the_planners_interval_covers_the_true_shift():
+    sch = make_scheme("kgw", KeyRing({1: bytes(32)}))
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        s = rng.binomial(5000, 0.26)
+        pl = plan(sch, KeyScore("g", "global", 5000, float(s), 0.0, 0.5, 0.5))
+        hits += pl.shift_ci[0] <= 0.01 <= pl.shift_ci[1]
+    assert 0.92 <= hits / 400 <= 0.99
+
+
+def test_few_tokens_and_nothing_found_is_inconclusive_and_below_reference_is_tampering(
+        scheme):
+    pl = plan(scheme, KeyScore("g", "global", 500, 125.0, 0.0, 0.5, 0.5), min_shift=0.005)
+    a = analyse_stub(scheme, 125, 500)
+    assert decide(a, pl, 1e-6, 1e-3) == "inconclusive"
+    big = plan(scheme, KeyScore("g", "global", 10**6, 2.5e5, 0.0, 0.5, 0.5))
+    assert decide(analyse_stub(scheme, 250_000, 10**6), big, 1e-6, 1e-3) == "not detected"
+    assert decide(a, pl, 1e-6, 1e-3, p_tamper=1e-5) == "tampering suspected"
+
+
+def analyse_stub(scheme, s, n):
+    from distillery.forensics.check import Analysis
+    from distillery.forensics.evidence import key_result
+
+    g = key_result(scheme, "g", "global", float(s), n)
+    return Analysis(g, min(2 * g.p_value, 1.0), [], [])
+
+
+def test_the_alignment_path_equals_the_identity_path_on_one_tokenizer(world, tokenizer,
+                                                                       scheme):
+    """Cross-tokenizer reading (bytes, boundaries, first teacher token) forced on a shared
+    tokenizer must give exactly the shared-tokenizer candidates."""
+    rows = [TextRow((), r["response"]) for r in world["probe"][:10]]
+    fast = Reader(world["marked"], tokenizer, tokenizer, scheme, max_len=128).candidates(rows)
+    slow = Reader(world["marked"], tokenizer, tokenizer, scheme, max_len=128)
+    slow.identity = False
+    slow.tmap = TokenMap(tokenizer, tokenizer)
+    slow.sbytes = slow.tbytes = token_bytes(tokenizer)
+    c = slow.candidates(rows)
+    assert np.array_equal(fast.windows, c.windows) and np.array_equal(fast.tokens, c.tokens)
+    assert np.array_equal(fast.is_global, c.is_global)
+
+
+def test_token_bytes_spell_the_text(tokenizer):
+    text = " naïve café, 12 ½ — ok\n\nfin"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert b"".join(token_bytes(tokenizer)[i] for i in ids) == text.encode()
+
+
+def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path):
+    from distillery import store
+
+    student = save_student(world["marked"], tokenizer, tmp_path / "student")
+    key = tmp_path / "wm.key"
+    ring.save(key)
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    store.migrate(db)
+    engine = store.make_engine(db)
+    for a in ACCOUNTS:
+        store.create_account(engine, a)
+    data = tmp_path / "probe.jsonl"
+    data.write_text("".join(json.dumps({"messages": [], "response": r["response"]}) + "\n"
+                            for r in world["probe"]))
+    args = ["forensics", "check", "--suspect", student, "--dataset", str(data), "--database", db,
+            "--key-path", str(key), "--teacher", "tiny-random", "--context-width", "1",
+            "--controls", "100", "--json"]
+    torch.set_num_threads(1)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.output.splitlines()[-1])
+    assert v["verdict"] == "detected"
+    named = [a["name"] for a in v["suspect_analysis"]["accounts"] if a["named"]]
+    assert named == [CAMPAIGN]
+    assert v["reference"] == "tiny-random (the suspect's base)" or v["reference"] == "tiny-random"
+    assert v["reference_analysis"]["global_adjusted_p"] > 1e-3
+    assert len(v["suspect_analysis"]["controls"][0]["p_values"]) == 100
+    assert math.isfinite(v["plan"]["tokens_for_min_shift"])
+
+
+def test_bad_input_is_one_line(tmp_path):
+    r = CliRunner().invoke(main, ["forensics", "check", "--suspect", "x"])
+    assert r.exit_code != 0 and "give --database" in r.output and "Traceback" not in r.output
+
+
+def test_controls_are_fixed_and_distinct():
+    a, b = control_keys(150), control_keys(150)
+    assert [k.key_id for k in a] == [k.key_id for k in b]
+    assert len({k.secret for k in a}) == 150
