@@ -73,7 +73,30 @@ def teacher_rows(tokenizer, alphabet, ring, account: str | None, n: int, seed: i
     return rows
 
 
-def train_student(tokenizer, alphabet, rows: list[dict], steps: int = 150, seed: int = 0):
+def alphabet_rows(tokenizer, alphabet, scheme, n: int, seed: int, tokens: int) -> list[str]:
+    """Like teacher_rows, in numpy over the alphabet alone: the green list of each step from
+    scheme.score_tok (the detector's side of the same key), for tests needing many rings."""
+    rng = np.random.default_rng(seed)
+    w = scheme.window if scheme is not None else 1
+    out = []
+    for _ in range(n):
+        ids = [int(x) for x in rng.choice(alphabet, w)]
+        while len(ids) < tokens:
+            if scheme is None:
+                ids.append(int(rng.choice(alphabet)))
+                continue
+            ctx = np.array([ids[-scheme.context_width:]], dtype=np.int64)
+            is_global = bool(scheme.row_layers_np(ctx)[0][0])
+            key = scheme.global_key if is_global else scheme.account_key
+            win = np.repeat(np.array([ids[-w:]], dtype=np.int64), len(alphabet), axis=0)
+            green = scheme.score_tok(win, alphabet, [key])[0]
+            p = np.exp(scheme.delta * green)
+            ids.append(int(rng.choice(alphabet, p=p / p.sum())))
+        out.append(tokenizer.decode(ids))
+    return out
+
+
+def train_student(tokenizer, alphabet, rows: list[dict], steps: int = 80, seed: int = 0):
     """tiny-random trained on <bos> + answer (raw-text reading mode), cheaply: the rows of the
     (tied) embedding outside the alphabet and <bos> are zero, so their logits are exactly 0,
     and the loss over [alphabet logits, log(#others)] equals the full-vocabulary softmax loss
@@ -125,9 +148,9 @@ def raw(rows: list[dict]) -> list[dict]:
 def world(tokenizer, alphabet, ring):
     """Unmarked teacher texts to read (the probe) and four suspects."""
     torch.set_num_threads(1)
-    marked = teacher_rows(tokenizer, alphabet, ring, CAMPAIGN, 400, seed=1)
-    unmarked = teacher_rows(tokenizer, alphabet, ring, None, 400, seed=2)
-    other = teacher_rows(tokenizer, alphabet, ring, OTHER, 400, seed=3)
+    marked = teacher_rows(tokenizer, alphabet, ring, CAMPAIGN, 300, seed=1)
+    unmarked = teacher_rows(tokenizer, alphabet, ring, None, 300, seed=2)
+    other = teacher_rows(tokenizer, alphabet, ring, OTHER, 300, seed=3)
     # the exact test: text the tested keys did not mark (check.py, "Which text to read")
     probe = teacher_rows(tokenizer, alphabet, ring, None, 30, seed=4)
     return {

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import ACCOUNTS, CAMPAIGN, WM, save_student, teacher_rows
+from conftest import ACCOUNTS, CAMPAIGN, WM, alphabet_rows, save_student, teacher_rows
 from scipy.stats import kstest
 
 from distillery.cli import main
 from distillery.forensics import Reader, TextRow, plan, tokens_needed
 from distillery.forensics.api import answer_candidates
-from distillery.forensics.check import control_keys, decide
+from distillery.forensics.check import control_keys, decide, randomized_p
 from distillery.forensics.evidence import KeyScore, key_results
 from distillery.forensics.tokens import TokenMap, token_bytes
 from distillery.watermark import KeyRing, make_scheme
@@ -28,20 +28,21 @@ def scheme(ring):
 
 
 def test_prompt_window_exclusion_is_what_keeps_a_copying_model_calibrated(tokenizer, alphabet):
-    """A clean model that repeats its (marked) prompt: 200 fresh rings, each marking the
+    """A clean model that repeats its (marked) prompt: 150 fresh rings, each marking the
     prompts; with the exclusion the p-values are uniform, without it they are not."""
     on, off = [], []
-    for i in range(200):
+    u = np.random.default_rng(0).random(150)
+    for i in range(150):
         ring = KeyRing({1: i.to_bytes(4, "little") * 8})
         sch = make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
-        marked = teacher_rows(tokenizer, alphabet, ring, CAMPAIGN, 2, seed=i, tokens=24)
-        fresh = teacher_rows(tokenizer, alphabet, ring, None, 2, seed=10_000 + i, tokens=24)
-        rows = [TextRow(({"role": "user", "content": "Repeat: " + m["response"]},),
-                        m["response"] + f["response"]) for m, f in zip(marked, fresh,
-                                                                        strict=True)]
+        marked = alphabet_rows(tokenizer, alphabet, sch, 2, seed=i, tokens=20)
+        fresh = alphabet_rows(tokenizer, alphabet, None, 2, seed=10_000 + i, tokens=20)
+        rows = [TextRow(({"role": "user", "content": "Repeat: " + m},), m + f)
+                for m, f in zip(marked, fresh, strict=True)]
         for excl, out in ((True, on), (False, off)):
             c = answer_candidates(rows, tokenizer, sch, exclude_prompt=excl)
-            out.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
+            r = key_results(c, sch, "global", [sch.global_key])[0]
+            out.append(randomized_p(sch, r, u[i]))  # few tuples: the lattice alone fails KS
     assert kstest(on, "uniform").pvalue > 1e-3
     assert np.mean(np.array(on) <= 0.05) <= 0.1
     assert kstest(off, "uniform").pvalue < 1e-6
@@ -146,3 +147,16 @@ def test_controls_are_fixed_and_distinct():
     a, b = control_keys(150), control_keys(150)
     assert [k.key_id for k in a] == [k.key_id for k in b]
     assert len({k.secret for k in a}) == 150
+
+
+def test_gumbel_scores_have_an_exact_null_on_unused_keys(tokenizer, alphabet, ring):
+    """The same loop with the Gumbel scheme (Gamma tail): 200 unused keys on one suspect's
+    answers give uniform p-values, and the lower tail is the Gamma CDF's complement."""
+    sch = make_scheme("gumbel", ring, account="forensics-layer-probe", context_width=1)
+    rows = [TextRow((), r["response"])
+            for r in teacher_rows(tokenizer, alphabet, ring, None, 40, seed=7, tokens=40)]
+    c = answer_candidates(rows, tokenizer, sch)
+    res = key_results(c, sch, "account", control_keys(200))
+    assert kstest([r.p_value for r in res], "uniform").pvalue > 1e-3
+    r = res[0]
+    assert 0.99 < r.p_value + r.p_lower < 1.01  # continuous: the two tails add up to 1
