@@ -29,7 +29,8 @@ DEV_ACTIONS = ["parse the config file", "retry failed HTTP calls", "paginate the
 DEV_THINGS = ["the settings", "the database layer", "error handling", "the auth middleware",
               "background jobs", "feature flags"]
 DEV_CODE = ["def load(path):\n    with open(path) as f:\n        return json.load(f)['items']",
-            "for i in range(len(rows)):\n    if rows[i].id in seen: continue\n    out.append(rows[i])",
+            "for i in range(len(rows)):\n    if rows[i].id in seen: continue\n"
+            "    out.append(rows[i])",
             "func (s *Server) Handle(w http.ResponseWriter, r *http.Request) {\n  s.mu.Lock()\n  "
             "defer s.mu.Unlock()\n  data := s.cache[r.URL.Path]\n}",
             "const res = await fetch(url); const body = res.json(); setItems(body.items);",
@@ -39,7 +40,8 @@ DEV_CODE = ["def load(path):\n    with open(path) as f:\n        return json.loa
 DEV_FOLLOWUPS = ["That didn't fix it; now I get {err}.", "Thanks! How would I test that?",
                  "Can you make it work with the older version too?", "Why is that faster?",
                  "ok and what about when the list is empty", "Could you explain the second part "
-                 "again? I'm not following.", "Great, that worked. One more thing: how do I {action}?",
+                 "again? I'm not following.",
+                 "Great, that worked. One more thing: how do I {action}?",
                  "Can you shorten it?"]
 
 STUDENT_SUBJECTS = {
