@@ -1,17 +1,22 @@
 """Scorers of a window, and their calibration on benign traffic only.
 
 A window (an account's or a cluster's last W rows, W in SIZES) gets four statistics:
-- `mmd`: mean MMD^2 against R benign reference draws of size W (mmd.py);
+- `mmd`: MMD^2 to the nearest benign reference sample (mmd.py);
 - `prada`: 1 - Shapiro-Wilk W of the minimum query distances (prada.py);
 - `behaviour`: Fisher's -2 sum log p over the behavioural features (features.BEHAVIOUR),
   each p the feature's empirical upper tail (in its suspicious direction) among benign windows;
 - `combined`: the same Fisher sum over mmd's and prada's empirical p-values and the features.
-Each statistic's p-value is its empirical upper tail, (1 + #{null >= s}) / (m + 1), among
-benign null windows of the same size scored the same way. Fisher's sum assumes independent
-p-values, which these are not; that is why its null is measured, not taken from chi^2.
+Each statistic's null is measured on benign windows of the same size scored the same way.
+mmd and prada get the empirical upper tail, (1 + #{null >= s}) / (m + 1), which cannot go
+below 1 / (m + 1). Fisher's sum assumes independent p-values, which these are not: behaviour
+and combined use Brown's method (Brown 1975, "A method for combining non-independent,
+one-sided tests of significance"): the sum is taken as c * chi^2_f with c and f matching the
+null's measured mean and variance, which reaches the small p-values a policy needs; the
+realised false-positive rate is then checked on held-out benign traffic (evaluate.py).
 
-Calibration (benign traffic only): the benign accounts split in two by name order; one half's
-prompts are the MMD reference pool, the other half's windows the nulls. The null windows
+Calibration (benign traffic only): the benign accounts split in two by name order; one half
+gives the MMD reference samples (up to `ref_size` prompts of each account), the other half's
+windows the nulls. The null windows
 alternate between part A (the per-feature tails inside behaviour/combined) and part B (the
 nulls of the four statistics), so no statistic is calibrated on the windows that defined it.
 """
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from distillery.audit.features import BEHAVIOUR, Row, window_features
-from distillery.audit.mmd import MMDReference, median_distance
+from distillery.audit.mmd import NearestReference, median_distance
 from distillery.audit.prada import prada
 
 SIZES = (20, 50, 100, 200)
@@ -61,19 +66,33 @@ def _fisher(ps: list[float]) -> float:
     return float(-2 * np.sum(np.log(ps)))
 
 
+def brown_p(null: np.ndarray, x: float) -> float:
+    """P(c chi^2_f >= x), c = var / (2 mean), f = 2 mean^2 / var of the measured null (Brown)."""
+    from scipy.stats import chi2
+
+    mean, var = float(np.mean(null)), float(np.var(null, ddof=1))
+    if var <= 0:
+        return 1.0 if x <= mean else 0.0
+    c, f = var / (2 * mean), 2 * mean * mean / var
+    return float(chi2.sf(x / c, f))
+
+
+FISHER = ("behaviour", "combined")
+
+
 class Calibration:
-    def __init__(self, embedder: str, sigma: float, pool: np.ndarray, draws: int = 10,
-                 sizes: tuple[int, ...] = SIZES, seed: int = 0):
-        self.embedder, self.sigma, self.pool, self.draws = embedder, sigma, pool, draws
-        self.sizes, self.seed = tuple(s for s in sizes if s <= len(pool)), seed
-        self.refs = {s: MMDReference(pool, s, draws, sigma, seed + s) for s in self.sizes}
+    def __init__(self, embedder: str, sigma: float, samples: list[np.ndarray],
+                 sizes: tuple[int, ...] = SIZES):
+        self.embedder, self.sigma, self.samples = embedder, sigma, samples
+        self.sizes = tuple(sizes)
+        self.ref = NearestReference(samples, sigma)
         self.tails: dict[int, dict[str, np.ndarray]] = {}  # part A: per component
         self.nulls: dict[int, dict[str, np.ndarray]] = {}  # part B: per scorer
         self.n_null: dict[int, int] = {}
 
     def _raw(self, rows: list[Row], emb: np.ndarray) -> tuple[dict, dict]:
         feats = window_features(rows, emb)
-        return feats, {"mmd": self.refs[len(rows)].statistic(emb), "prada": prada(emb).score}
+        return feats, {"mmd": self.ref.statistic(emb), "prada": prada(emb).score}
 
     def _stats(self, size: int, feats: dict, raw: dict) -> tuple[dict, dict]:
         tails = self.tails[size]
@@ -111,7 +130,8 @@ class Calibration:
             raise ValueError(f"no calibration for windows of {size} rows; sizes: {self.sizes}")
         feats, raw = self._raw(rows, emb)
         stats, comp = self._stats(size, feats, raw)
-        ps = {k: _tail(self.nulls[size][k], stats[k]) for k in SCORERS}
+        ps = {k: (brown_p if k in FISHER else _tail)(self.nulls[size][k], stats[k])
+              for k in SCORERS}
         return WindowScore(size, {**feats, **{f"p_{k}": v for k, v in comp.items()}}, stats, ps)
 
     def threshold(self, size: int, scorer: str, fpr: float) -> float:
@@ -120,14 +140,15 @@ class Calibration:
 
     # -- persistence: one .npz (arrays) with a JSON header ---------------------------------
     def save(self, path: str | Path) -> None:
-        arrays = {"pool": self.pool}
+        arrays = {"pool": np.concatenate(self.samples),
+                  "offsets": np.cumsum([0, *(len(y) for y in self.samples)])}
         for s in self.sizes:
             for k, v in self.tails[s].items():
                 arrays[f"tail/{s}/{k}"] = v
             for k, v in self.nulls[s].items():
                 arrays[f"null/{s}/{k}"] = v
-        meta = {"embedder": self.embedder, "sigma": self.sigma, "draws": self.draws,
-                "sizes": list(self.sizes), "seed": self.seed, "n_null": self.n_null}
+        meta = {"embedder": self.embedder, "sigma": self.sigma, "sizes": list(self.sizes),
+                "n_null": self.n_null}
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
         Path(path).write_bytes(buf.getvalue())
@@ -140,8 +161,9 @@ class Calibration:
         except (OSError, ValueError, KeyError) as e:
             raise ValueError(f"{path} is not an audit calibration ({e}); make one with "
                              "`distillery audit calibrate`") from None
-        c = cls(meta["embedder"], meta["sigma"], z["pool"], meta["draws"], tuple(meta["sizes"]),
-                meta["seed"])
+        pool, off = z["pool"], z["offsets"]
+        samples = [pool[i:j] for i, j in zip(off[:-1], off[1:], strict=True)]
+        c = cls(meta["embedder"], meta["sigma"], samples, tuple(meta["sizes"]))
         for s in c.sizes:
             c.tails[s] = {k.split("/")[2]: z[k] for k in z.files if k.startswith(f"tail/{s}/")}
             c.nulls[s] = {k.split("/")[2]: z[k] for k in z.files if k.startswith(f"null/{s}/")}
@@ -160,14 +182,20 @@ def sliding(n: int, size: int, stride: int, cap: int) -> list[tuple[int, int]]:
 
 
 def calibrate(histories: dict[str, tuple[list[Row], np.ndarray]], embedder: str,
-              sizes: tuple[int, ...] = SIZES, draws: int = 10, cap: int = 30,
+              sizes: tuple[int, ...] = SIZES, ref_size: int = 100, cap: int = 30,
               extra_windows: list[tuple[list[Row], np.ndarray]] | None = None,
               seed: int = 0) -> Calibration:
     """A calibration from benign accounts' histories (rows in time order, embeddings)."""
     names = sorted(histories)
     ref_names, null_names = names[0::2], names[1::2]
-    pool = np.concatenate([histories[a][1] for a in ref_names]).astype(np.float32)
-    cal = Calibration(embedder, median_distance(pool, seed=seed), pool, draws, sizes, seed)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for a in ref_names:
+        emb = histories[a][1]
+        pick = np.sort(rng.choice(len(emb), min(ref_size, len(emb)), replace=False))
+        samples.append(emb[pick].astype(np.float32))
+    sigma = median_distance(np.concatenate(samples), seed=seed)
+    cal = Calibration(embedder, sigma, samples, sizes)
     windows = list(extra_windows or [])
     for a in null_names:
         rows, emb = histories[a]

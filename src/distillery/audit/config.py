@@ -19,7 +19,7 @@ class AuditConfig:
     enforce: bool = True  # False: decisions are recorded but accounts.status is left alone
     # clusters of coordinated accounts (cluster.py)
     clusters: bool = True
-    cluster_eps: float = 0.35
+    cluster_eps: float = 0.7
     cluster_min_accounts: int = 5
     cluster_horizon_s: float = 86_400.0  # accounts active this recently (simulated time) join
     ua_weight: float = 0.5

@@ -4,10 +4,11 @@ The MMD detector (arXiv 2606.05725; REFERENCES, "Detecting extraction in usage l
 prompts embedded and L2-normalised; kernel = mean of RBF kernels at bandwidths
 {0.5, 1, 2, 4} x the median pairwise distance of benign points; unbiased MMD^2 (Gretton et
 al. 2012, eq. 3). H0: the window's prompts and the benign reference come from one distribution.
-A window's statistic is the mean of MMD^2 over R fixed reference draws of the window's size;
-its null distribution is the same statistic (same size, same R draws, same averaging) over
-benign windows disjoint from the reference (calibrate.py), so the test's level is what that
-null says, not the conservative single-draw null of the paper.
+A window's statistic is the minimum of MMD^2 over fixed benign reference samples
+(NearestReference says why the minimum, not the paper's mean); its null distribution is the
+same statistic (same window size, same samples, same reduction) over benign windows disjoint
+from the reference (calibrate.py), so the test's level is what that null says, not the
+conservative single-draw null of the paper.
 """
 
 from __future__ import annotations
@@ -46,24 +47,35 @@ def _within(k: np.ndarray) -> float:
     return float((k.sum() - np.trace(k)) / (m * (m - 1)))
 
 
-class MMDReference:
-    """R fixed draws of a benign reference pool at one window size, their within-terms cached."""
+class NearestReference:
+    """Benign reference samples (one per benign reference account), within-terms cached.
 
-    def __init__(self, pool: np.ndarray, size: int, draws: int, sigma: float, seed: int = 0):
-        if len(pool) < size:
-            raise ValueError(f"the benign reference has {len(pool)} prompts; a window of {size} "
-                             "needs at least as many: calibrate on more benign traffic")
-        rng = np.random.default_rng(seed)
+    statistic(x) = min over samples j of the unbiased MMD^2(x, y_j): the distance of a window
+    to the nearest benign behaviour. The paper scores windows of mixed traffic against draws
+    of pooled benign traffic and averages over 20 draws; we score one account at a time, and
+    one benign account (a translation pipeline, a support bot) is far from pooled benign
+    traffic, so the pooled form flags focused benign users as readily as attackers (its AUROC
+    on our simulator was near 0.5). The minimum over per-account samples asks instead "does
+    this look like any benign user?". Its null is measured the same way (calibrate.py).
+    """
+
+    def __init__(self, samples: list[np.ndarray], sigma: float):
+        if not samples:
+            raise ValueError("no benign reference samples: calibrate on benign traffic")
         self.sigma = sigma
-        self.draws = [pool[rng.choice(len(pool), size, replace=False)] for _ in range(draws)]
-        self.kyy = [_within(kernel(y, y, sigma)) for y in self.draws]
+        self.offsets = np.cumsum([0, *(len(y) for y in samples)])
+        self.y = np.concatenate(samples).astype(np.float32)  # (sum n_j, d)
+        self.kyy = np.array([_within(kernel(y, y, sigma)) for y in samples])
+
+    def statistics(self, x: np.ndarray) -> np.ndarray:
+        """(J,) unbiased MMD^2 of x (B, d) against each reference sample."""
+        kxx = _within(kernel(x, x, self.sigma))
+        kxy = kernel(x, self.y, self.sigma).mean(0)  # (sum n_j,): one kernel call for all
+        means = np.add.reduceat(kxy, self.offsets[:-1]) / np.diff(self.offsets)
+        return kxx + self.kyy - 2 * means
 
     def statistic(self, x: np.ndarray) -> float:
-        """Mean over the draws of the unbiased MMD^2 between x (B, d) and each draw."""
-        kxx = _within(kernel(x, x, self.sigma))
-        y_all = np.concatenate(self.draws)  # (R*B, d): one kernel call for all draws
-        kxy = kernel(x, y_all, self.sigma).reshape(len(x), len(self.draws), -1).mean(axis=(0, 2))
-        return float(np.mean([kxx + kyy - 2 * c for kyy, c in zip(self.kyy, kxy, strict=True)]))
+        return float(self.statistics(x).min())
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma: float) -> float:

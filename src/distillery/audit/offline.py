@@ -32,7 +32,7 @@ def histories(requests: Iterable[Request], embedder: str) -> Histories:
 
 
 def cluster_windows(h: Histories, sizes: tuple[int, ...], min_accounts: int = 5,
-                    eps: float = 0.35) -> list[tuple[list[Row], np.ndarray]]:
+                    eps: float = 0.7) -> list[tuple[list[Row], np.ndarray]]:
     """The pooled windows of the clusters found among these accounts (each size that fits)."""
     sigs = [signature(a, rows, emb) for a, (rows, emb) in h.items()]
     out = []
@@ -45,12 +45,11 @@ def cluster_windows(h: Histories, sizes: tuple[int, ...], min_accounts: int = 5,
 
 
 def calibrate_traffic(requests: Iterable[Request], embedder: str = "minilm",
-                      sizes: tuple[int, ...] = SIZES, draws: int = 10, seed: int = 0
+                      sizes: tuple[int, ...] = SIZES, seed: int = 0
                       ) -> Calibration:
     """Calibration from benign traffic only (the caller vouches for it: no labels are read).
     Benign clusters' pooled windows join the nulls, so a cluster is judged like an account."""
     h = histories(requests, embedder)
     names = sorted(h)
     null_half = {a: h[a] for a in names[1::2]}  # the half calibrate() uses for null windows
-    return calibrate(h, embedder, sizes, draws,
-                     extra_windows=cluster_windows(null_half, sizes), seed=seed)
+    return calibrate(h, embedder, sizes, extra_windows=cluster_windows(null_half, sizes), seed=seed)

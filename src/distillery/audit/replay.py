@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from distillery.audit.traffic import Request
@@ -55,14 +55,14 @@ async def _send(client, model: str, r: Request) -> int:
     headers = {SIM_TIME_HEADER: f"{r.t:.3f}"}
     try:
         if r.endpoint == "chat":
-            lp = p.pop("logprobs", None)
             await client.chat.completions.create(model=model, messages=list(r.messages),
-                                                 logprobs=lp, extra_headers=headers, **p)
+                                                 extra_headers=headers, **p)
         else:
-            top = p.pop("top_logprobs", None)
-            lp = p.pop("logprobs", None)
+            # the completions API takes the number of alternatives as `logprobs`
+            top, lp = p.pop("top_logprobs", None), p.pop("logprobs", None)
+            if lp:
+                p["logprobs"] = top or 0
             await client.completions.create(model=model, prompt=r.prompt,
-                                            logprobs=(top or 0) if lp else None,
                                             extra_headers=headers, **p)
         return 200
     except openai.APIStatusError as e:
@@ -72,7 +72,12 @@ async def _send(client, model: str, r: Request) -> int:
 
 
 async def replay_async(requests: list[Request], base_url: str, keys: dict[str, str],
-                       model: str | None = None, concurrency: int = 16) -> ReplayResult:
+                       model: str | None = None, concurrency: int = 16,
+                       every: int | None = None, between: Callable[[], None] | None = None
+                       ) -> ReplayResult:
+    """Send in time order, at most `concurrency` in flight. With `every` and `between`:
+    after each `every` requests, wait for those in flight and call between() (in a thread):
+    an audit pass at a deterministic point of the timeline."""
     import openai
 
     clients: dict[tuple[str, str | None], openai.AsyncOpenAI] = {}
@@ -103,7 +108,11 @@ async def replay_async(requests: list[Request], base_url: str, keys: dict[str, s
 
     try:
         tasks = []
-        for r in sorted(requests, key=lambda q: q.t):
+        for i, r in enumerate(sorted(requests, key=lambda q: q.t)):
+            if every and between and i and i % every == 0:
+                await asyncio.gather(*tasks)
+                tasks = []
+                await asyncio.to_thread(between)
             await sem.acquire()  # keep time order at the door: at most `concurrency` ahead
             sem.release()
             tasks.append(asyncio.ensure_future(one(r)))
@@ -117,5 +126,7 @@ async def replay_async(requests: list[Request], base_url: str, keys: dict[str, s
 
 
 def replay(requests: list[Request], base_url: str, keys: dict[str, str],
-           model: str | None = None, concurrency: int = 16) -> ReplayResult:
-    return asyncio.run(replay_async(requests, base_url, keys, model, concurrency))
+           model: str | None = None, concurrency: int = 16, every: int | None = None,
+           between: Callable[[], None] | None = None) -> ReplayResult:
+    return asyncio.run(replay_async(requests, base_url, keys, model, concurrency, every,
+                                    between))

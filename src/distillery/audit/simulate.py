@@ -216,6 +216,12 @@ DEFAULT_MIX: dict[str, tuple[int, int]] = {
     "slow_low": (2, 150), "mixed": (2, 400), "campaign": (50, 20)}
 
 
+# benign only, longer histories: calibration traffic (enough null windows of 200 rows)
+CALIBRATION_MIX: dict[str, tuple[int, int]] = {
+    "developer": (16, 400), "student": (30, 80), "writer": (10, 300), "support_bot": (6, 1000),
+    "eval_run": (6, 800), "translation": (6, 800)}
+
+
 @dataclass
 class SimConfig:
     seed: int = 0
