@@ -8,9 +8,10 @@ mixes instances of them over a time span and returns the traffic and the labels.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from distillery.audit import material as M
 from distillery.audit.traffic import Label, Request
@@ -255,6 +256,12 @@ def campaign(rng, accounts: list[str], start: float, n: int) -> list[Request]:
     return out
 
 
+def _name(config: SimConfig, persona: str, i: int) -> str:
+    """An opaque account name: the persona is in the labels only, never in the traffic."""
+    h = hashlib.sha256(f"{config.seed}/{persona}/{i}".encode()).hexdigest()[:10]
+    return f"{config.prefix}acct-{h}"
+
+
 def simulate(config: SimConfig) -> tuple[list[Request], list[Label]]:
     """Traffic (sorted by time) and per-account labels."""
     rng = random.Random(config.seed)
@@ -263,15 +270,15 @@ def simulate(config: SimConfig) -> tuple[list[Request], list[Label]]:
     for persona, (n_acc, n_req) in config.mix.items():
         n = max(1, round(n_req * config.scale))
         if persona == "campaign":
-            names = [f"{config.prefix}campaign-{config.seed}-{i:03d}" for i in range(n_acc)]
+            names = [_name(config, persona, i) for i in range(n_acc)]
             reqs += campaign(rng, names, EPOCH + rng.uniform(0, config.days * DAY), n)
             labels += [Label(a, "campaign", "attack", f"campaign-{config.seed}") for a in names]
             continue
         role = "benign" if persona in BENIGN else "attack"
         fn = BENIGN.get(persona) or ATTACKS[persona]
         for i in range(n_acc):
-            name = f"{config.prefix}{persona}-{config.seed}-{i:02d}"
+            name = _name(config, persona, i)
             reqs += fn(rng, name, EPOCH + rng.uniform(0, config.days * DAY), n)
             labels.append(Label(name, persona, role))
-    reqs.sort(key=lambda r: r.t)
+    reqs = sorted((replace(r, t=round(r.t, 3)) for r in reqs), key=lambda r: r.t)  # ms: as written
     return reqs, labels
