@@ -63,14 +63,23 @@ def distances(sigs: list[Signature], ua_weight: float = 0.5, template_weight: fl
     union = np.maximum(t1[:, None], t1[None, :]) - np.minimum(t0[:, None], t0[None, :])
     d += time_weight * (1 - inter / np.maximum(union, 1.0))
     if template_weight:
-        for i, a in enumerate(sigs):
-            for j in range(i + 1, len(sigs)):
-                b = sigs[j]
-                jac = 1 - len(a.templates & b.templates) / max(len(a.templates | b.templates), 1)
-                d[i, j] += template_weight * jac
-                d[j, i] = d[i, j]
+        d += template_weight * _jaccard_distances([s.templates for s in sigs])
     np.fill_diagonal(d, 0.0)
     return np.maximum(d, 0.0)
+
+
+def _jaccard_distances(sets: list[frozenset[str]]) -> np.ndarray:
+    """(A, A) 1 - |a & b| / |a | b| through one sparse product (A x templates incidence)."""
+    from scipy.sparse import csr_matrix
+
+    vocab: dict[str, int] = {}
+    cols = [vocab.setdefault(t, len(vocab)) for s in sets for t in s]
+    rows = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+    m = csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(sets), max(len(vocab), 1)))
+    inter = (m @ m.T).toarray()
+    size = np.array([len(s) for s in sets], dtype=float)
+    union = size[:, None] + size[None, :] - inter
+    return 1 - inter / np.maximum(union, 1.0)
 
 
 def find_clusters(sigs: list[Signature], eps: float = 0.7, min_accounts: int = 5,

@@ -22,6 +22,9 @@ class AuditConfig:
     cluster_eps: float = 0.7
     cluster_min_accounts: int = 5
     cluster_horizon_s: float = 86_400.0  # accounts active this recently (simulated time) join
+    # the distance matrix is dense (A x A): beyond this many recently active accounts, only
+    # the most recently active are clustered (a warning says so)
+    cluster_max_accounts: int = 3000
     ua_weight: float = 0.5
     template_weight: float = 0.3
     read_batch: int = 2000  # usage rows read (and embedded) per step of a pass
@@ -36,7 +39,7 @@ class AuditConfig:
             raise ValueError("block_fpr must be <= flag_fpr (a block needs stronger evidence)")
         if not 1 <= self.throttle_strikes <= self.block_strikes:
             raise ValueError("need 1 <= throttle_strikes <= block_strikes")
-        for name in ("strike_gap", "cluster_min_accounts", "read_batch"):
+        for name in ("strike_gap", "cluster_min_accounts", "read_batch", "cluster_max_accounts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.interval_s <= 0 or self.cluster_eps <= 0:

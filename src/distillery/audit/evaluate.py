@@ -94,3 +94,27 @@ def evaluate(cal: Calibration, h: Histories, labels: dict[str, Label],
     fpr = {k: {f: float((np.asarray(by["benign"][k]) <= f).mean()) for f in fprs}
            for k in SCORERS}
     return results, fpr
+
+
+def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, step: int = 10
+                  ) -> tuple[int | None, int | None]:
+    """(queries until flagged, until blocked) of one history under the policy, a pass every
+    `step` of its queries, as the auditor does (None: never)."""
+    from distillery.audit.config import AuditConfig
+    from distillery.audit.policy import StrikeState, decide
+
+    cfg = config or AuditConfig()
+    state, status, flagged, blocked = StrikeState(), "active", None, None
+    for n in range(step, len(rows) + 1, step):
+        s = size_for(n, cal.sizes)
+        if s is None:
+            continue
+        p = cal.score(rows[n - s:n], emb[n - s:n]).p_value
+        v = decide(p, list(range(n - s + 1, n + 1)), status, state, cfg)
+        if v.strike:
+            state, status = StrikeState(v.strikes, n), v.status
+            flagged = flagged or n
+            if status == "blocked":
+                blocked = n
+                break
+    return flagged, blocked

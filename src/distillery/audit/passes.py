@@ -132,14 +132,22 @@ class Auditor:
                            datetime.fromtimestamp(rows[-1].t, UTC), tuple(ids))
 
     def _active_accounts(self) -> list[int]:
+        """Accounts with rows in the horizon, the most recently active first (capped)."""
         t = AuditRow.__table__
+        cap = self.config.cluster_max_accounts
         with self.engine.connect() as c:
             newest = c.scalar(select(func.max(t.c.created_at)))
             if newest is None:
                 return []
             since = _utc(newest).timestamp() - self.config.cluster_horizon_s
-            return list(c.scalars(select(t.c.account_id).where(
-                t.c.created_at >= datetime.fromtimestamp(since, UTC)).distinct()))
+            last = func.max(t.c.created_at)
+            ids = list(c.scalars(select(t.c.account_id).where(
+                t.c.created_at >= datetime.fromtimestamp(since, UTC)).group_by(t.c.account_id)
+                .order_by(desc(last)).limit(cap + 1)))
+        if len(ids) > cap:
+            log.warning("audit: more than %d recently active accounts; clustering the %d most "
+                        "recent (raise cluster_max_accounts)", cap, cap)
+        return ids[:cap]
 
     # -- the pass ---------------------------------------------------------------------------
     def run(self, dry_run: bool = False, rescore_all: bool = False) -> PassResult:
@@ -169,7 +177,8 @@ class Auditor:
 
     def _clusters(self, names, hist, touched) -> list[Cluster]:
         cfg = self.config
-        active = set(self._active_accounts()) | touched
+        active = set(self._active_accounts())
+        active |= set(sorted(touched)[:max(0, cfg.cluster_max_accounts - len(active))])
         for a in active - set(hist):
             hist[a] = self.history(a)
         sigs = [signature(names[a], hist[a][0], hist[a][1]) for a in sorted(active)
