@@ -31,7 +31,7 @@ def upgrade() -> None:
         "audit_cursor",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("last_usage_id", BigId, nullable=False),
-        sa.Column("updated_at", TZ),
+        sa.Column("updated_at", TZ, nullable=False),
     )
     op.create_table(
         "audit_decisions",
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("status_after", sa.String(16), nullable=False),
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("entity", sa.String(160), nullable=False),
-        sa.Column("strikes", sa.Integer),
+        sa.Column("strikes", sa.Integer, nullable=False),
         sa.Column("risk", sa.Float),
         sa.Column("p_value", sa.Float),
         sa.Column("window_start", TZ),
