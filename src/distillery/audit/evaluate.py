@@ -68,7 +68,8 @@ def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
 def evaluate(cal: Calibration, h: Histories, labels: dict[str, Label],
              fprs: tuple[float, ...] = (0.003, 0.01), size: int | None = None
              ) -> tuple[list[PersonaResult], dict]:
-    """Per attack persona and scorer; and {scorer: {fpr: measured benign FPR}}."""
+    """Per attack persona and scorer; and {scorer: {fpr: measured benign FPR}} (with the
+    number of benign windows under the key "windows")."""
     pv = window_pvalues(cal, h, size)
     by: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for a, ws in pv.items():
@@ -92,7 +93,7 @@ def evaluate(cal: Calibration, h: Histories, labels: dict[str, Label],
             results.append(PersonaResult(persona, k, len(p), auroc(neg[k], -np.log(p)),
                                          {f: float((p <= f).mean()) for f in fprs}))
     fpr = {k: {f: float((np.asarray(by["benign"][k]) <= f).mean()) for f in fprs}
-           for k in SCORERS}
+           | {"windows": len(by["benign"][k])} for k in SCORERS}
     return results, fpr
 
 
