@@ -26,14 +26,14 @@ def audit() -> None:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--seed", default=0, type=int)
 @click.option("--scale", default=1.0, type=float, help="requests per account x this")
-@click.option("--benign-only", is_flag=True, help="no attack personas (calibration traffic)")
+@click.option("--benign-only", is_flag=True, help="calibration traffic: benign personas only, "
+              "with histories long enough for every window size")
 def simulate_cmd(out, seed, scale, benign_only) -> None:
     """Write simulated traffic to OUT and its labels beside it (OUT.labels.jsonl)."""
-    from distillery.audit.simulate import BENIGN, DEFAULT_MIX, SimConfig, simulate
+    from distillery.audit.simulate import CALIBRATION_MIX, SimConfig, simulate
     from distillery.audit.traffic import labels_path, write_traffic
 
-    mix = {k: v for k, v in DEFAULT_MIX.items() if k in BENIGN} if benign_only else None
-    cfg = SimConfig(seed=seed, scale=scale, **({"mix": mix} if mix else {}))
+    cfg = SimConfig(seed=seed, scale=scale, **({"mix": CALIBRATION_MIX} if benign_only else {}))
     reqs, labels = simulate(cfg)
     n = write_traffic(out, reqs, labels)
     click.echo(f"{n} requests of {len(labels)} accounts -> {out} (labels: {labels_path(out)})")
