@@ -29,8 +29,15 @@ from distillery.cli import UserError
               help="usage rows keep sha256 of prompts and responses, not the text")
 @click.option("--rpm", "rpm_limit", default=None, type=int, help="default requests/min per key")
 @click.option("--tpm", "tpm_limit", default=None, type=int, help="default tokens/min per key")
+@click.option("--simulated-clock", is_flag=True, default=None,
+              help="record the x-distillery-sim-time header as created_at (replays only)")
+@click.option("--audit-calibration", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="run the background extraction audit with this calibration")
+@click.option("--audit-config", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TOML of audit settings (thresholds, interval)")
 def serve(config_file, model, watermark, watermark_key, database, redis_url, host, port,
-          max_batch_size, max_queue, no_batching, hashes_only, rpm_limit, tpm_limit) -> None:
+          max_batch_size, max_queue, no_batching, hashes_only, rpm_limit, tpm_limit,
+          simulated_clock, audit_calibration, audit_config) -> None:
     """Serve the teacher through an OpenAI-compatible API (Ctrl-C or SIGTERM to stop;
     in-flight requests finish and every usage row is written)."""
     import tomllib
@@ -44,7 +51,8 @@ def serve(config_file, model, watermark, watermark_key, database, redis_url, hos
             database=database, redis_url=redis_url, host=host, port=port,
             max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
             tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
-            store_text=False if hashes_only else None)
+            store_text=False if hashes_only else None, simulated_clock=simulated_clock,
+            audit_calibration=audit_calibration, audit_config=audit_config)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{config_file}: {e}") from None
     preflight(config)
@@ -68,6 +76,11 @@ def preflight(config) -> None:
         from distillery.watermark import KeyRing
 
         KeyRing.load(config.watermark_key)
+    if config.audit_calibration:  # the auditor's thread would only log these
+        from distillery.audit import AuditConfig, Calibration
+
+        AuditConfig.from_toml(config.audit_config, calibration=config.audit_calibration)
+        Calibration.load(config.audit_calibration)
 
 
 COMMANDS = [serve]

@@ -62,6 +62,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.db = self.usage = self.batcher = self.auth = self.limiter = self.ring = None
         self.startup_error: BaseException | None = None  # why start() failed, for callers
+        self.auditor = None  # gateway/auditor.py, when configured
         self._schemes: dict[str, object] = {}
         from distillery.gateway.service import GatewayService
 
@@ -85,10 +86,16 @@ class Gateway:
         self.batcher = Batcher(self.engine, cfg.max_batch_size if cfg.dynamic_batching else 1,
                                cfg.max_queue, cfg.batch_wait_ms,
                                on_batch=self.metrics.batch_size.observe)
+        if cfg.audit_calibration:
+            from distillery.gateway.auditor import BackgroundAuditor
+
+            self.auditor = BackgroundAuditor.start(self.db, cfg)
         log.info("serving %s (watermark %s, database %s)", self.engine.model_name,
                  cfg.watermark, self.db.url.render_as_string(hide_password=True))
 
     async def stop(self) -> None:
+        if self.auditor is not None:
+            self.auditor.close()
         if self.batcher is not None:
             self.batcher.close()
         if self.usage is not None:

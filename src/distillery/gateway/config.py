@@ -55,6 +55,12 @@ class ServeConfig:
     usage_batch_size: int = 500
     usage_interval_s: float = 0.05
     fake_tokens: int = 8  # tokens per choice of the fake engine (model = "fake")
+    # replayed traffic: honour the x-distillery-sim-time header as the usage row's created_at.
+    # Off by default: a client must never choose the time its requests are recorded at.
+    simulated_clock: bool = False
+    # the background auditor (gateway/auditor.py): off unless a calibration file is given
+    audit_calibration: str | None = None
+    audit_config: str | None = None  # TOML of AuditConfig settings
     dtype: str = "float32"
     log_level: str = "info"
 

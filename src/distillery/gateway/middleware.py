@@ -83,6 +83,14 @@ def _sha256(obj: object) -> str | None:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def _sim_time(value: bytes) -> datetime | None:
+    """A replayed request's simulated time (unix seconds); None when unreadable."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, gateway) -> None:
         self.app = app
@@ -97,6 +105,8 @@ class GatewayMiddleware:
             return
         started_wall, t0 = datetime.now(UTC), time.perf_counter()
         headers = dict(scope["headers"])
+        if self.gw.config.simulated_clock and b"x-distillery-sim-time" in headers:
+            started_wall = _sim_time(headers[b"x-distillery-sim-time"]) or started_wall
         client_rid = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
         ctx = UsageContext(request_id=rid, client_request_id=client_rid
