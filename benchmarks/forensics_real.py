@@ -35,6 +35,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-rows", type=int, default=None)
+    ap.add_argument("--fresh", type=int, default=0,
+                    help="read N fresh *unmarked* teacher answers to the harvest's prompts "
+                         "instead of the stored (marked) ones: the exact test")
+    ap.add_argument("--out", default="forensics.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -55,6 +59,12 @@ def main() -> None:
     names = campaign + [f"decoy-{i:04d}" for i in range(args.decoys)]
     accounts = {n: ring.account_key(n) for n in names}
     rows = shuffled(usage_rows(db), 0)[: args.max_rows]
+    if args.fresh:
+        from distillery.forensics.api import generate_locally
+
+        t0 = time.perf_counter()
+        rows = generate_locally(rows[: args.fresh], "smollm2-135m-instruct", max_tokens=128)
+        log.info("%d unmarked teacher answers in %.0f s", len(rows), time.perf_counter() - t0)
     ttok = load_tokenizer("smollm2-135m-instruct")
     model, tok, base, _ = load_suspect(str(run / "student-run" / "student"))
 
@@ -106,7 +116,8 @@ def main() -> None:
            "read_s": read_s, "tokens_read": total_tokens,
            "tokens_per_s": total_tokens / read_s, "threads": args.threads,
            "info": Candidates.concat(parts, scheme.window).info, "results": results}
-    (run / "forensics.json").write_text(json.dumps(out, indent=2, default=str))
+    out["source"] = "fresh unmarked teacher answers" if args.fresh else "stored (marked) answers"
+    (run / args.out).write_text(json.dumps(out, indent=2, default=str))
     log.info("read %d tokens in %.0f s (%.1f tokens/s)", total_tokens, read_s,
              total_tokens / read_s)
 

@@ -28,6 +28,9 @@ def _shared(f):
                      help="planned scored tokens of the global layer [default: every text]"),
         click.option("--max-rows", type=int, default=None,
                      help="texts read (open) or prompts sent (api), at most"),
+        click.option("--fresh", type=int, default=0, show_default=True,
+                     help="open mode: read N fresh unmarked teacher answers to the stored "
+                          "prompts (the exact test) instead of the stored, marked answers"),
         click.option("--skip-rows", type=int, default=0, show_default=True,
                      help="skip the rows a pilot (`forensics plan`) used"),
         click.option("--reference", default=None,

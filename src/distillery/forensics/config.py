@@ -21,6 +21,8 @@ class ForensicsConfig:
     budget_tokens: int | None = None  # planned scored tuples of the global layer (None: all)
     max_rows: int | None = None       # texts read (open) or prompts sent (api), at most
     skip_rows: int = 0                # rows a pilot (`forensics plan`) used: never reuse them
+    fresh: int = 0                    # open mode: read N fresh *unmarked* teacher answers to
+                                      # the stored prompts (exact) instead of the stored ones
     reference: str | None = None      # clean model (default: the suspect's base, else gemma)
     controls: int = 100               # keys that never served anyone, tested beside
     alpha: float = 1e-6               # family-wise level of the verdict
@@ -62,6 +64,8 @@ class ForensicsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.fresh < 0:
+            raise ValueError(f"fresh must be >= 0, got {self.fresh}")
         if self.skip_rows < 0 or self.batch_size < 1 or self.max_len < 16:
             raise ValueError("skip_rows >= 0, batch_size >= 1 and max_len >= 16 are required")
         self.clusters = {k: tuple(v) for k, v in self.clusters.items()}

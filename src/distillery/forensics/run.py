@@ -72,6 +72,15 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
     _, scheme, accounts = build_scheme(cfg)
     rows = load_rows(cfg)
     ttok = load_tokenizer(cfg.teacher)
+    notes = []
+    if cfg.mode == "open" and cfg.fresh:
+        rows = generate_locally(rows[: cfg.fresh], cfg.teacher, cfg.max_tokens, cfg.temperature,
+                                seed=cfg.seed)
+    elif cfg.mode == "open":
+        notes.append("read the stored answers, marked by the tested keys: conservative (their "
+                     "tuples are excluded, and those were likelier green; measured on SmolLM2 "
+                     "answers, a clean model scores 0.14 against gamma 0.25); --fresh N reads "
+                     "unmarked teacher answers instead, the exact test")
     if cfg.mode == "open":
         model, tok, base, is_lora = load_suspect(cfg.suspect)
 
@@ -120,4 +129,5 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                     tamper_alpha=cfg.tamper_alpha, min_shift=cfg.min_shift,
                     reference=ref_name, reference_candidates=ref_c)
     v.elapsed_s = time.perf_counter() - t0
+    v.notes = notes + v.notes
     return v
