@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -47,15 +46,7 @@ class AuditConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path | None = None, **overrides) -> AuditConfig:
-        """Values from a TOML file (top level or an [audit] table), then non-None overrides."""
-        values: dict = {}
-        if path is not None:
-            data = tomllib.loads(Path(path).read_text())
-            values = data.get("audit", data)
-            known = {f.name for f in fields(cls)}
-            unknown = set(values) - known
-            if unknown:
-                raise ValueError(f"{path}: unknown settings {sorted(unknown)}; "
-                                 f"valid: {', '.join(sorted(known))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """Values from a TOML file (top level or a [audit] table), then non-None overrides."""
+        from distillery.config import load_config
+
+        return load_config(cls, path, section="audit", **overrides)

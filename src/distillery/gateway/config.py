@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WATERMARKS = ("kgw", "gumbel", "none")
@@ -96,14 +95,6 @@ class ServeConfig:
     @classmethod
     def from_toml(cls, path: str | Path | None = None, **overrides) -> ServeConfig:
         """Values from a TOML file (top level or a [serve] table), then non-None overrides."""
-        values: dict = {}
-        if path is not None:
-            data = tomllib.loads(Path(path).read_text())
-            values = data.get("serve", data)
-            known = {f.name for f in fields(cls)}
-            unknown = set(values) - known
-            if unknown:
-                raise ValueError(f"{path}: unknown settings {sorted(unknown)}; "
-                                 f"valid: {', '.join(sorted(known))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        from distillery.config import load_config
+
+        return load_config(cls, path, section="serve", **overrides)

@@ -1,36 +1,12 @@
-"""HarvestConfig, and TOML loading with flag overrides shared by every distillation stage."""
+"""HarvestConfig (TOML loading with flag overrides: distillery.config.load_config)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
 
-T = TypeVar("T")
-
-
-def load_config(cls: type[T], path: str | Path | None = None, section: str | None = None,
-                **overrides: Any) -> T:
-    """cls built from a TOML file (optionally one [section]), then non-None flag overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: {e}") from None
-        values = data.get(section, data) if section else data
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}: valid keys are {sorted(names)}")
-    values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
-    return cls(**values)
+from distillery.config import load_config  # noqa: F401  (its old home: callers import it here)
 
 
 @dataclass
