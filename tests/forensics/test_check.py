@@ -160,3 +160,30 @@ def test_gumbel_scores_have_an_exact_null_on_unused_keys(tokenizer, alphabet, ri
     assert kstest([r.p_value for r in res], "uniform").pvalue > 1e-3
     r = res[0]
     assert 0.99 < r.p_value + r.p_lower < 1.01  # continuous: the two tails add up to 1
+
+
+def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path):
+    """The closed-model path as a user runs it: the marked student behind an
+    OpenAI-compatible server, queried through the harvester, scored, with a token budget."""
+    from distillery.engine import TorchEngine
+    from distillery.forensics import ForensicsConfig, run_check
+    from distillery.harvest.testserver import ServerState, make_app, serve_in_thread
+
+    student = save_student(world["marked"], tokenizer, tmp_path / "student")
+    key = tmp_path / "wm.key"
+    ring.save(key)
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Words {i}"}],
+                                        "response": "-"}) + "\n" for i in range(96)))
+    torch.set_num_threads(1)
+    with serve_in_thread(make_app(ServerState(), engine=TorchEngine.from_name(student))) as url:
+        cfg = ForensicsConfig(suspect=url, dataset=str(data), key_file=str(key),
+                              teacher="tiny-random", scheme_params=WM, accounts=(CAMPAIGN, "x"),
+                              budget_tokens=100, max_tokens=16, work_dir=str(tmp_path / "w"),
+                              reference="tiny-random", controls=100)
+        v = run_check(cfg, progress=False)
+    assert v.mode == "api" and 0 < v.usage["queries"] < 96  # stopped on the count
+    assert v.suspect_analysis.global_result.n_scored >= 100
+    assert v.verdict == "detected", v.suspect_analysis.global_result
+    assert v.suspect_analysis.named == [CAMPAIGN]
+    assert v.reference_analysis.global_adjusted_p > 1e-3

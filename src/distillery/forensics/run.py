@@ -116,7 +116,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
             return scored_count(answer_candidates(answers, ttok, scheme), scheme, "global",
                                 scheme.global_key)
 
-        answers = budgeted(ask, rows, count, cfg.budget_tokens)
+        answers = budgeted(ask, rows, count, cfg.budget_tokens, round_size=4 * cfg.concurrency)
         c = answer_candidates(answers, ttok, scheme)
         c.info["queries"] = len(answers)
         ref_name = cfg.reference or OTHER_SHIPPED.get(cfg.teacher)
