@@ -78,9 +78,9 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                                 seed=cfg.seed)
     elif cfg.mode == "open":
         notes.append("read the stored answers, marked by the tested keys: conservative (their "
-                     "tuples are excluded, and those were likelier green; measured on SmolLM2 "
-                     "answers, a clean model scores 0.14 against gamma 0.25); --fresh N reads "
-                     "unmarked teacher answers instead, the exact test")
+                     "tuples are excluded, and those were likelier green; on SmolLM2 answers a "
+                     "clean Gemma-3-270M, which predicts them well, scores 0.14 against gamma "
+                     "0.25); --fresh N reads unmarked teacher answers instead, the exact test")
     if cfg.mode == "open":
         model, tok, base, is_lora = load_suspect(cfg.suspect)
 
