@@ -89,10 +89,8 @@ def main() -> None:
                 scheme.global_key) >= budget), None)
             if k is None:
                 continue
-        c = Candidates.concat(parts[:k], scheme.window)
+        c = Candidates.concat(parts[:k], scheme.window)  # sums rows and tokens
         rc = Candidates.concat(ref_parts[:k], scheme.window)
-        c.n_rows = rc.n_rows = sum(p.n_rows for p in parts[:k])
-        c.n_tokens = sum(p.n_tokens for p in parts[:k])
         clusters = {"campaign": tuple(campaign)}
         v = verdict_for(c, scheme, accounts, mode="open", suspect=str(run), clusters=clusters,
                         n_controls=100, reference=f"{base} (adapter off)",

@@ -49,6 +49,38 @@ def test_prompt_window_exclusion_is_what_keeps_a_copying_model_calibrated(tokeni
     assert np.mean(np.array(off) <= 0.05) > 0.3
 
 
+def test_excluding_the_text_fed_in_keeps_a_predicting_clean_model_valid(tokenizer, alphabet):
+    """Reading mode on our marked text with a clean model that predicts the text half the
+    time (a model that has read similar text): 150 fresh rings. With the text's tuples
+    excluded its p-values are valid (conservative: never too many small ones); without the
+    exclusion it is called marked far above the nominal rate."""
+    from scipy.stats import binom
+
+    from distillery.forensics.evidence import Candidates
+    from distillery.forensics.reading import text_tuples
+
+    rng = np.random.default_rng(0)
+    on, off = [], []
+    for i in range(150):
+        ring = KeyRing({1: (i + 1000).to_bytes(4, "little") * 8})
+        sch = make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
+        ids = np.concatenate([tokenizer.encode(t, add_special_tokens=False) for t in
+                              alphabet_rows(tokenizer, alphabet, sch, 2, seed=i, tokens=40)])
+        w, start = sch.window, sch.start
+        nxt = ids[start:]
+        guess = np.where(rng.random(len(nxt)) < 0.5, nxt, rng.choice(alphabet, len(nxt)))
+        c = Candidates(np.lib.stride_tricks.sliding_window_view(ids, w)[start - w: len(ids) - w],
+                       guess, sch.global_positions(ids), np.zeros(len(nxt), bool),
+                       text_tuples(ids, w))
+        on.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
+        c.text_tuples = text_tuples(ids[:0], w)
+        off.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
+    on, off = np.array(on), np.array(off)
+    for a in (0.01, 0.05, 0.1):  # exact binomial: no more small p-values than alpha allows
+        assert binom.sf((on <= a).sum() - 1, len(on), a) > 1e-3, a
+    assert (off <= 0.05).mean() > 0.3
+
+
 def test_tokens_needed_matches_the_references_rule():
     """REFERENCES: eps 0.0088 at alpha 1e-3, one key: ~24k tokens (the power-1/2 limit)."""
     sch = make_scheme("kgw", KeyRing({1: bytes(32)}))

@@ -163,7 +163,7 @@ def check(as_json, output, **kw) -> None:
 def plan(pilot_tokens, target_p, n_keys, as_json, **kw) -> None:
     """A pilot, then the scored tokens (and texts or queries) a planned check needs."""
     from distillery.forensics import plan as make_plan
-    from distillery.forensics.run import run_check
+    from distillery.forensics.run import build_scheme, run_check
 
     kw["budget_tokens"] = pilot_tokens
     kw["controls"] = 0
@@ -171,7 +171,7 @@ def plan(pilot_tokens, target_p, n_keys, as_json, **kw) -> None:
     v = run_check(cfg, progress=not as_json)
     g = v.suspect_analysis.global_result
     rows = v.usage.get("rows_read", v.usage["rows"])
-    pl = make_plan(_scheme_stub(v), g, target_p=target_p, n_keys=n_keys,
+    pl = make_plan(build_scheme(cfg)[1], g, target_p=target_p, n_keys=n_keys,
                    min_shift=cfg.min_shift, rows_per_token=rows / g.n_scored if g.n_scored
                    else None)
     d = {**pl.to_dict(), "pilot_rows": rows, "next": f"--skip-rows {cfg.skip_rows + rows}"}
@@ -188,13 +188,6 @@ def plan(pilot_tokens, target_p, n_keys, as_json, **kw) -> None:
     click.echo(f"'not detected' requires >= {pl.tokens_for_min_shift:,} scored tokens "
                f"(shift {pl.min_shift:g})")
     click.echo(f"run the check on fresh rows: {d['next']}")
-
-
-def _scheme_stub(v):
-    """The planner needs the scheme's null only: gamma for KGW (from the verdict's plan)."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(name=v.scheme, gamma=v.plan.null_rate)
 
 
 COMMANDS = [forensics]

@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from distillery.forensics.evidence import Candidates
 from distillery.forensics.reading import TextRow
+from distillery.stats import rows_in
 from distillery.watermark.scheme import WatermarkScheme
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ def answer_candidates(rows: Sequence[TextRow], teacher_tokenizer: PreTrainedToke
         windows = np.ascontiguousarray(sliding_window_view(ids, w)[start - w: len(ids) - w])
         excluded = np.zeros(len(windows), dtype=bool)
         if exclude_prompt and r.messages:
-            from distillery.stats import rows_in
-
             prompt = "\n".join(m["content"] for m in r.messages)
             p_ids = np.asarray(teacher_tokenizer.encode(prompt, add_special_tokens=False),
                                dtype=np.int64)

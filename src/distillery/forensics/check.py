@@ -207,8 +207,7 @@ def read_in_budget(read, rows: Sequence, scheme: WatermarkScheme, budget_tokens:
         c = Candidates.concat(parts, scheme.window)
         if scored_count(c, scheme, "global", scheme.global_key) >= budget_tokens:
             break
-    c = Candidates.concat(parts, scheme.window)
-    c.n_rows, c.n_tokens = sum(p.n_rows for p in parts), sum(p.n_tokens for p in parts)
+    c = Candidates.concat(parts, scheme.window)  # sums rows, tokens and info
     c.info["rows_read"] = consumed
     return c
 

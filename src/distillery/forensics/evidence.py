@@ -136,17 +136,19 @@ def key_sums(c: Candidates, scheme: WatermarkScheme, layer: Layer,
     counts = np.zeros(len(keys), dtype=np.int64)
     if not len(tuples):
         return sums, counts
+    if not scheme.dedup_per_key:  # one key-free mask: score only its tuples, once
+        t = tuples[scored_masks(scheme, tuples, c.text_tuples, keys[:1])[0]]
+        for lo in range(0, len(keys), KEY_CHUNK):
+            ks = keys[lo: lo + KEY_CHUNK]
+            sums[lo: lo + len(ks)] = scheme.score_tok(t[:, :-1], t[:, -1], ks).sum(axis=1)
+        counts[:] = len(t)
+        return sums, counts
     for lo in range(0, len(keys), KEY_CHUNK):
         ks = keys[lo: lo + KEY_CHUNK]
         mask = scored_masks(scheme, tuples, c.text_tuples, ks)
-        if not scheme.dedup_per_key:  # one mask for all keys: score only its tuples
-            t = tuples[mask[0]]
-            sums[lo: lo + len(ks)] = scheme.score_tok(t[:, :-1], t[:, -1], ks).sum(axis=1)
-            counts[lo: lo + len(ks)] = len(t)
-        else:
-            s = scheme.score_tok(tuples[:, :-1], tuples[:, -1], ks)
-            sums[lo: lo + len(ks)] = (s * mask).sum(axis=1)
-            counts[lo: lo + len(ks)] = mask.sum(axis=1)
+        s = scheme.score_tok(tuples[:, :-1], tuples[:, -1], ks)
+        sums[lo: lo + len(ks)] = (s * mask).sum(axis=1)
+        counts[lo: lo + len(ks)] = mask.sum(axis=1)
     return sums, counts
 
 

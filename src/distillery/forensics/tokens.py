@@ -17,6 +17,7 @@ function of the suspect and the text alone, never of the key.
 from __future__ import annotations
 
 import re
+import weakref
 from functools import lru_cache
 
 import numpy as np
@@ -40,14 +41,14 @@ def _gpt2_byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
-_TABLES: dict[int, list[bytes]] = {}
+# per tokenizer object, and gone with it (an id() key could be reused by another tokenizer)
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def token_bytes(tokenizer: PreTrainedTokenizerBase) -> list[bytes]:
     """id -> the bytes the token stands for in running text (b"" for special tokens)."""
-    key = id(tokenizer)
-    if key in _TABLES:
-        return _TABLES[key]
+    if tokenizer in _TABLES:
+        return _TABLES[tokenizer]
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     special = set(tokenizer.all_special_ids)
     byte_level = "ByteLevel" in type(tokenizer.backend_tokenizer.decoder).__name__
@@ -62,7 +63,7 @@ def token_bytes(tokenizer: PreTrainedTokenizerBase) -> list[bytes]:
             table.append(bytes([int(m.group(1), 16)]))
         else:
             table.append(p.replace("▁", " ").encode())
-    _TABLES[key] = table
+    _TABLES[tokenizer] = table
     return table
 
 
@@ -86,19 +87,18 @@ class TokenMap:
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         todo = [int(i) for i in np.unique(ids) if int(i) not in self._map]
-        texts = [self.suspect_bytes[i].decode("utf-8", errors="strict") if self._ok(i) else ""
-                 for i in todo]
+        texts = [self._text(i) for i in todo]
         enc = self.teacher(texts, add_special_tokens=False)["input_ids"] if todo else []
         for i, e in zip(todo, enc, strict=True):
             self._map[i] = e[0] if e else -1
         return np.array([self._map[int(i)] for i in ids], dtype=np.int64)
 
-    def _ok(self, i: int) -> bool:
+    def _text(self, i: int) -> str:
+        """The token's text; "" (no teacher token) for a partial UTF-8 sequence."""
         try:
-            self.suspect_bytes[i].decode("utf-8")
+            return self.suspect_bytes[i].decode("utf-8")
         except UnicodeDecodeError:
-            return False
-        return True
+            return ""
 
 
 def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
