@@ -6,7 +6,7 @@ the CLI) does not pay for importing torch, transformers and peft.
 
 from __future__ import annotations
 
-import importlib
+from distillery.lazy import lazy_getattr
 
 _WHERE = {
     "EvalConfig": "config", "TrainConfig": "config",
@@ -19,7 +19,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)

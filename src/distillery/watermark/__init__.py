@@ -15,9 +15,10 @@ imports neither torch nor transformers; the schemes and detection import them on
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from distillery.lazy import lazy_getattr
 
 _WHERE = {
     "DetectionResult": "detect", "KeyTest": "detect", "ProviderResult": "detect",
@@ -36,12 +37,7 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 class _Package(types.ModuleType):
