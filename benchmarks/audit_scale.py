@@ -82,19 +82,18 @@ def main() -> None:
     insert_rows(engine, usage_rows(a.rows, 100, ids, engine))
     print(f"inserted {a.rows} rows of {len(ids)} accounts in {time.time() - t:.0f} s")
     auditor = Auditor(engine, cal, AuditConfig())
-    t = time.time()
-    res = auditor.run()
-    full = time.time() - t
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"full pass: {res.rows_read} rows, {len(res.scores)} windows, {len(res.clusters)} "
-          f"clusters, {len(res.decisions)} decisions in {full:.1f} s; peak RSS {rss1:.0f} MiB")
+
+    def timed_pass(label: str) -> None:
+        t = time.time()
+        res = auditor.run()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{label} pass: {res.rows_read} rows, {len(res.scores)} windows, "
+              f"{len(res.clusters)} clusters, {len(res.decisions)} decisions in "
+              f"{time.time() - t:.1f} s; peak RSS {rss:.0f} MiB")
+
+    timed_pass("full")
     insert_rows(engine, usage_rows(a.new, 10_000, ids, engine))
-    t = time.time()
-    res = auditor.run()
-    inc = time.time() - t
-    rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"incremental pass: {res.rows_read} rows, {len(res.scores)} windows in {inc:.1f} s; "
-          f"peak RSS {rss2:.0f} MiB")
+    timed_pass("incremental")
     engine.dispose()
 
 
