@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/distillery demo
+	$(BIN)/distillery experiment
 
 test: $(STAMP)
 	$(BIN)/pytest -q -x --timeout 600

@@ -74,7 +74,7 @@ class EvalConfig:
     student: str = ""                 # a trained student directory (output_dir/student)
     base: str | None = None           # the student before training (default: read from it)
     teacher: str | None = None        # local teacher weights; default: harvested logprobs
-    heldout_fraction: float = 0.1     # must match training
+    heldout_fraction: float = 0.1     # must match training; 1: the whole dataset is held out
     max_examples: int = 100
     max_len: int = 384
     max_new_tokens: int = 128         # student answers for ROUGE-L
@@ -90,8 +90,9 @@ class EvalConfig:
         if not self.dataset or not self.student:
             raise ValueError("dataset and student are required (the harvested JSONL and the "
                              "student directory written by `distillery train`)")
-        if not 0 <= self.heldout_fraction < 1:
-            raise ValueError("heldout_fraction must be in [0, 1) and match training")
+        if not 0 <= self.heldout_fraction <= 1:
+            raise ValueError("heldout_fraction must be in [0, 1] and match training (1: a "
+                             "dataset of held-out prompts only)")
         if self.max_examples < 2:
             raise ValueError("max_examples must be >= 2 (confidence intervals need several)")
         if self.bootstrap < 100:

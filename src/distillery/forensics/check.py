@@ -41,7 +41,6 @@ from distillery.forensics.evidence import (
     KeyScore,
     key_results,
     pool,
-    scored_count,
 )
 from distillery.forensics.planner import Plan, plan
 from distillery.stats import holm_bonferroni
@@ -192,23 +191,26 @@ def decide(a: Analysis, pl: Plan, alpha: float, tamper_alpha: float,
 
 
 def read_in_budget(read, rows: Sequence, scheme: WatermarkScheme, budget_tokens: int | None,
-                   chunk_rows: int = 64) -> Candidates:
+                   chunk_rows: int = 16) -> Candidates:
     """read(rows) -> Candidates, a chunk of rows at a time until the global layer's scored
-    count reaches the budget (a count of the suspect's own tuples: a valid stopping rule)."""
-    if budget_tokens is None:
-        c = read(rows)
-        c.info["rows_read"] = len(rows)
-        return c
+    count reaches the budget (a count of the suspect's own tuples: a valid stopping rule), or
+    the rows run out (budget None). info["trace"]: (scored, global p) after each chunk, for
+    plots of p against tokens scored; the verdict uses the last point only (the fixed budget),
+    never the trajectory's minimum."""
     parts: list[Candidates] = []
+    trace: list[tuple[int, float]] = []
     consumed = 0
     for lo in range(0, len(rows), chunk_rows):
         parts.append(read(rows[lo: lo + chunk_rows]))
         consumed = min(lo + chunk_rows, len(rows))
         c = Candidates.concat(parts, scheme.window)
-        if scored_count(c, scheme, "global", scheme.global_key) >= budget_tokens:
+        g = key_results(c, scheme, "global", [scheme.global_key])[0]
+        trace.append((g.n_scored, g.p_value))
+        if budget_tokens is not None and g.n_scored >= budget_tokens:
             break
     c = Candidates.concat(parts, scheme.window)  # sums rows, tokens and info
     c.info["rows_read"] = consumed
+    c.info["trace"] = trace
     return c
 
 
@@ -235,6 +237,7 @@ def verdict_for(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, Wate
     if ref is not None:
         p_tamper = below_reference(a.global_result, ref.global_result, scheme)
         usage["p_below_reference"] = p_tamper
+        usage["reference_trace"] = reference_candidates.info.get("trace")
     v = Verdict(decide(a, pl, alpha, tamper_alpha, p_tamper), mode, suspect, scheme.name,
                 alpha, a, reference, ref, pl, usage, time.perf_counter() - t0)
     if ref is not None and ref.global_adjusted_p <= alpha:

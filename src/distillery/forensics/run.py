@@ -76,7 +76,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
     if cfg.mode == "open" and cfg.fresh:
         rows = generate_locally(rows[: cfg.fresh], cfg.teacher, cfg.max_tokens, cfg.temperature,
                                 seed=cfg.seed)
-    elif cfg.mode == "open":
+    elif cfg.mode == "open" and cfg.dataset is None:
         notes.append("read the stored answers, marked by the tested keys: conservative (their "
                      "tuples are excluded, and those were likelier green; on SmolLM2 answers a "
                      "clean Gemma-3-270M, which predicts them well, scores 0.14 against gamma "
@@ -102,7 +102,8 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                 loaded = load(ref_name)
                 ref_model, ref_tok = loaded.model, loaded.tokenizer
             with ctx:
-                ref_c = reader(ref_model, ref_tok).candidates(used, progress)
+                ref_c = read_in_budget(lambda rs: reader(ref_model, ref_tok).candidates(
+                    rs, progress), used, scheme, None)
     else:
         model_name = cfg.model or cfg.teacher
         work = cfg.work_dir or str(Path("runs") / "forensics-api")

@@ -48,6 +48,10 @@ class ServeConfig:
     max_prompt_tokens: int = 4096  # longer prompts get 400 (context_length_exceeded)
     max_tokens_limit: int = 4096  # max_tokens above this gets 400
     default_max_tokens: int = 512  # chat requests without max_tokens
+    # serve at most this many new tokens per answer, whatever max_tokens asks (the answer
+    # ends with finish_reason "length"); the usage row keeps the max_tokens the client asked
+    # for, which the audit reads. None: no cap. The closed loop's cost knob on a CPU.
+    generation_cap: int | None = None
     max_n: int = 16
     store_text: bool = True  # False: usage rows keep only sha256 of prompts and responses
     auth_cache_ttl_s: float = 1.0  # key -> account/status cache; status changes apply within it
@@ -79,6 +83,8 @@ class ServeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.generation_cap is not None and self.generation_cap < 1:
+            raise ValueError(f"generation_cap must be >= 1 or unset, got {self.generation_cap}")
         if not 0 < self.throttled_factor <= 1:
             raise ValueError(f"throttled_factor must be in (0, 1], got {self.throttled_factor}")
         if self.batch_wait_ms < 0 or self.auth_cache_ttl_s < 0 or self.usage_interval_s < 0:

@@ -93,7 +93,7 @@ class GatewayService:
         stop += [s for s in extra_stop if s not in stop]
         try:
             params = SamplingParams(
-                max_tokens=max_tokens,
+                max_tokens=min(max_tokens, cfg.generation_cap or max_tokens),
                 temperature=1.0 if body.temperature is None else body.temperature,
                 top_p=1.0 if body.top_p is None else body.top_p, stop=stop, seed=body.seed,
                 n=body.n, repetition_penalty=body.repetition_penalty or 1.0,

@@ -1,0 +1,408 @@
+"""The closed loop's headline figures (summary.json) and its report (one self-contained HTML
+file: inline SVG plots drawn by matplotlib, no script or font fetched from anywhere).
+
+Every number comes from the run's own files: the usage store, the audit passes, the
+evaluation and the forensic verdicts. The simulator's labels (who attacked) are the
+experimenter's ground truth: the report uses them to score the defence, never the defence.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from collections import Counter, defaultdict
+from datetime import datetime
+
+PLOTS = ("timeline", "risk", "leak", "radioactivity")
+SECTIONS = ("setup", "timeline", "audit", "leak", "forensics", "benign", "timings")
+
+
+def _t(created) -> float:
+    return created.timestamp() if isinstance(created, datetime) else float(created)
+
+
+def _accounts(run) -> dict[str, dict]:
+    labels = run.labels()
+    rows = run._usage(run.db)
+    replay = run._load("replay.json")
+    out: dict[str, dict] = {}
+    by = defaultdict(list)
+    for r in rows:
+        by[r["name"]].append(r)
+    for name, lab in labels.items():
+        rs = by.get(name, [])
+        st = Counter(r["status_code"] for r in rs)
+        first_403 = next((i for i, r in enumerate(rs) if r["status_code"] == 403), None)
+        out[name] = {"persona": lab.persona, "role": lab.role, "asked": len(rs),
+                     "served": st[200], "refused_403": st[403], "limited_429": st[429],
+                     "tokens_served": sum(r["completion_tokens"] or 0 for r in rs
+                                          if r["status_code"] == 200),
+                     "served_before_block": (sum(r["status_code"] == 200 for r in rs[:first_403])
+                                             if first_403 is not None else None),
+                     "final_status": replay["final_status"].get(name, "active")}
+    for p in run._load("passes.json") or []:
+        for d in p["decisions"]:
+            a = out.get(d["account"])
+            if a is not None and f"first_{d['action']}" not in a:
+                a[f"first_{d['action']}"] = {"after_requests": p["requests"], "t": p["t"],
+                                             "entity": d["entity"], "p": d["p"]}
+    return out
+
+
+def _forensics(v: dict | None, attackers: set[str]) -> dict | None:
+    if v is None:
+        return None
+    a, g = v["suspect_analysis"], v["suspect_analysis"]["global_result"]
+    ref = v.get("reference_analysis")
+    named = [x["name"] for x in a["accounts"] if x["named"]]
+    named_accounts = {m for x in a["accounts"] if x["named"] for m in x["members"]}
+    best = {x["name"]: x for x in a["accounts"]}
+    return {
+        "verdict": v["verdict"], "alpha": v["alpha"],
+        "global_p": g["p_value"], "global_adjusted_p": a["global_adjusted_p"],
+        "scored_tokens": g["n_scored"],
+        "green_rate": g["score"] / g["n_scored"] if g["n_scored"] else None,
+        "reference": v["reference"],
+        "reference_p": ref["global_result"]["p_value"] if ref else None,
+        "reference_green_rate": (ref["global_result"]["score"] / ref["global_result"]["n_scored"]
+                                 if ref and ref["global_result"]["n_scored"] else None),
+        "p_below_reference": v["usage"].get("p_below_reference"),
+        "named": named,
+        "campaign_accounts_named": sorted(named_accounts & attackers),
+        "wrong_accounts_named": sorted(named_accounts - attackers),
+        "campaign_best_adjusted_p": min((best[n]["adjusted_p"] for n in attackers if n in best),
+                                        default=None),
+        "clusters": {x["name"]: x["adjusted_p"] for x in a["accounts"]
+                     if x["name"].startswith("cluster:")},
+        "accounts_tested": sum(not x["name"].startswith("cluster:") for x in a["accounts"]),
+        "controls": [{"layer": c["layer"], "n_keys": c["n_keys"], "ks_p": c["ks_p"],
+                      "min_p": c["min_p"], "median_p": c["median_p"]} for c in a["controls"]],
+        "control_p_values": {c["layer"]: c["p_values"] for c in a["controls"]},
+        "plan": {k: v["plan"][k] for k in ("shift", "shift_ci", "tokens_needed",
+                                           "tokens_needed_ci", "tokens_for_min_shift")},
+        "trace": v["usage"].get("trace"), "reference_trace": v["usage"].get("reference_trace"),
+        "texts_read": v["usage"].get("rows_read"), "elapsed_s": v["elapsed_s"],
+        "notes": v["notes"]}
+
+
+def summarise(run) -> dict:
+    accts = _accounts(run)
+    attackers = {a for a, x in accts.items() if x["role"] == "attack"}
+    atk = [accts[a] for a in sorted(attackers)]
+    ben = {a: x for a, x in accts.items() if x["role"] == "benign"}
+    ev = run._load("evaluation.json") or {}
+    students = {w: run._load(f"student-{w}.json") for w in ("before-block", "counterfactual")}
+
+    def leak(which: str) -> dict | None:
+        e = ev.get(which)
+        if e is None:
+            return {"trained": False, "answers": students[which]["rows"]}
+        b = e["bpb"]
+        return {"trained": True, "answers": students[which]["rows"],
+                "steps": students[which]["steps"], "gap_closed": b["gap_closed"],
+                "gap_closed_ci": b["gap_closed_ci"], "bpb_student": b["student"],
+                "bpb_student_ci": b["student_ci"], "bpb_base": b["base"],
+                "bpb_teacher": b["teacher"], "eval_prompts": e["n_prompts"]}
+
+    blocked = [x for x in atk if x["final_status"] == "blocked"]
+    return {
+        "run_dir": str(run.dir), "config": run.cfg.to_dict(),
+        "campaign": {
+            "accounts": len(atk), "personas": sorted({x["persona"] for x in atk}),
+            "asked": sum(x["asked"] for x in atk),
+            "served": sum(x["served"] for x in atk),
+            "tokens_served": sum(x["tokens_served"] for x in atk),
+            "refused_403": sum(x["refused_403"] for x in atk),
+            "accounts_blocked": len(blocked), "all_blocked": len(blocked) == len(atk),
+            # answers served to the extraction before each account's block, summed: what the
+            # thief got (None when some account was never blocked)
+            "queries_to_block": (sum(x["served_before_block"] for x in atk)
+                                 if len(blocked) == len(atk) else None),
+            "first_flag_after_requests": min((x["first_flag"]["after_requests"] for x in atk
+                                              if "first_flag" in x), default=None),
+            "last_block_after_requests": max((x["first_block"]["after_requests"] for x in atk
+                                              if "first_block" in x), default=None)},
+        "benign": {"accounts": len(ben), "requests": sum(x["asked"] for x in ben.values()),
+                   "final_status": dict(Counter(x["final_status"] for x in ben.values())),
+                   "blocked": sorted(a for a, x in ben.items() if x["final_status"] == "blocked"),
+                   "throttled": sorted(a for a, x in ben.items()
+                                       if x["final_status"] == "throttled"),
+                   "flagged": sorted(a for a, x in ben.items() if x["final_status"] == "flagged")},
+        "leak": {"before_block": leak("before-block"), "counterfactual": leak("counterfactual")},
+        "forensics": {w: _forensics(run._load(f"forensics-{w}.json"), attackers)
+                      for w in ("before-block", "counterfactual")},
+        "accounts": accts}
+
+
+# -- plots ----------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg(fig) -> str:
+    plt = _plt()
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    s = buf.getvalue()
+    return s[s.index("<svg"):]
+
+
+def _short(name: str, x: dict) -> str:
+    return f"{x['persona']} {name[-6:]}"
+
+
+def plot_timeline(run, s: dict) -> str:
+    plt = _plt()
+
+    accts = s["accounts"]
+    order = sorted(accts, key=lambda a: (accts[a]["role"] != "attack", accts[a]["persona"], a))
+    y = {a: i for i, a in enumerate(order)}
+    rows = [r for r in run._usage(run.db) if r["name"] in y]
+    t0 = min(_t(r["created_at"]) for r in rows)
+    colours = {200: "#4c956c", 403: "#d62828", 429: "#f4a261"}
+    fig, ax = plt.subplots(figsize=(10, 0.22 * len(order) + 1.5))
+    for code, col in colours.items():
+        pts = [((_t(r["created_at"]) - t0) / 3600, y[r["name"]]) for r in rows
+               if r["status_code"] == code]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.scatter(xs, ys, s=6, c=col, label={200: "served", 403: "refused (blocked)",
+                                                 429: "rate-limited"}[code])
+    ax.set_yticks(range(len(order)), [_short(a, accts[a]) for a in order], fontsize=6)
+    for t in ax.get_yticklabels():
+        if accts[order[int(t.get_position()[1])]]["role"] == "attack":
+            t.set_color("#d62828")
+    ax.invert_yaxis()
+    ax.set_xlabel("simulated time (hours)")
+    ax.legend(loc="lower right", fontsize=7)
+    ax.set_title("Requests per account (the extraction's accounts in red)")
+    return _svg(fig)
+
+
+def plot_risk(run, s: dict) -> str:
+    plt = _plt()
+
+    from distillery.audit import AuditConfig
+
+    pol = AuditConfig(**run.cfg.audit)
+    accts = s["accounts"]
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    marks = []
+    for p in run._load("passes.json") or []:
+        for e in p["scores"]:
+            series[e["entity"]].append((p["requests"], -math.log10(max(e["p"], 1e-300))))
+        marks += [(p["requests"], d) for d in p["decisions"]]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for ent, pts in series.items():
+        name = ent.removeprefix("account:")
+        xs, ys = zip(*pts, strict=True)
+        if ent.startswith("cluster:"):
+            ax.plot(xs, ys, "--", c="#7b2cbf", lw=1.2, label="a cluster of accounts")
+        elif accts.get(name, {}).get("role") == "attack":
+            ax.plot(xs, ys, c="#d62828", lw=0.9, alpha=0.8, label="extraction account")
+        else:
+            ax.plot(xs, ys, c="#888", lw=0.7, alpha=0.7, label="benign account")
+    for level, txt in ((pol.flag_fpr, "flag level"), (pol.block_fpr, "block level")):
+        ax.axhline(-math.log10(level), c="k", ls=":", lw=0.8)
+        ax.text(0, -math.log10(level), f" {txt} (p {level:g})", fontsize=7, va="bottom")
+    sym = {"flag": "^", "throttle": "D", "block": "X", "alarm": "."}
+    for x, d in marks:
+        ax.scatter([x], [-math.log10(max(d["p"], 1e-300))], marker=sym.get(d["action"], "o"),
+                   s=40, c="k", zorder=3, label=d["action"])
+    h, lab = ax.get_legend_handles_labels()
+    uniq = dict(zip(lab, h, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left")
+    ax.set_xlabel("requests of the timeline (an audit pass every "
+                  f"{run.cfg.audit_every})")
+    ax.set_ylabel("-log10 p (the window's combined score)")
+    ax.set_title("Risk per account and cluster at each audit pass, with the policy's actions")
+    return _svg(fig)
+
+
+def plot_leak(s: dict) -> str:
+    plt = _plt()
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names, vals, lo, hi = [], [], [], []
+    for key, label in (("before_block", "before the block"), ("counterfactual",
+                                                              "counterfactual (no audit)")):
+        x = s["leak"][key]
+        names.append(f"{label}\n{x['answers']} answers")
+        if x["trained"]:
+            g, (a, b) = x["gap_closed"], x["gap_closed_ci"]
+            vals.append(g)
+            lo.append(g - a)
+            hi.append(b - g)
+        else:
+            vals.append(0.0)
+            lo.append(0.0)
+            hi.append(0.0)
+    ax.bar(names, vals, yerr=[lo, hi], capsize=6, color=["#4c956c", "#d62828"])
+    ax.axhline(0.1, c="k", ls=":", lw=0.8)
+    ax.text(-0.4, 0.1, " 10% of the gap", fontsize=7, va="bottom")
+    ax.set_ylabel("gap closed (bits per byte, 95% CI)")
+    ax.set_title("Capability leaked: base -> teacher gap closed by the student")
+    return _svg(fig)
+
+
+def plot_radioactivity(s: dict) -> str:
+    plt = _plt()
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    cols = {"before-block": "#4c956c", "counterfactual": "#d62828"}
+    alpha = None
+    for which, f in s["forensics"].items():
+        if not f or not f["trace"]:
+            continue
+        alpha = f["alpha"]
+        xs, ps = zip(*f["trace"], strict=True)
+        ax.plot(xs, ps, "o-", c=cols[which], ms=3, label=f"student ({which})")
+        if f["reference_trace"]:
+            xr, pr = zip(*f["reference_trace"], strict=True)
+            ax.plot(xr, pr, "s:", c=cols[which], ms=3, alpha=0.6,
+                    label=f"its clean base ({which})")
+        ctl = f["control_p_values"].get("global") or []
+        if ctl:
+            ax.scatter([xs[-1] * 1.03] * len(ctl), ctl, s=5, c="#999", alpha=0.6,
+                       label="100 control keys (final budget)")
+    if alpha is not None:
+        ax.axhline(alpha / 2, c="k", ls=":", lw=0.8)
+        ax.text(ax.get_xlim()[0], alpha / 2, f" global level {alpha / 2:g}", fontsize=7,
+                va="bottom")
+    ax.set_yscale("log")
+    ax.set_ylim(top=1.5)
+    ax.set_xlabel("tokens scored (global layer, de-duplicated)")
+    ax.set_ylabel("p-value (exact binomial)")
+    h, lab = ax.get_legend_handles_labels()
+    uniq = dict(zip(lab, h, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    ax.set_title("Radioactivity: p against tokens scored (the verdict reads the last point)")
+    return _svg(fig)
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        return f"{v:.3g}" if (abs(v) >= 1e-3 or v == 0) else f"{v:.2e}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _figure(name: str, svg: str) -> str:
+    return f'<figure class="plot" id="plot-{name}">{svg}</figure>'
+
+
+CSS = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
+       "font-size:12px;text-align:left}th{background:#f3f3f3}figure{margin:1em 0}"
+       ".headline{background:#f6f8fa;border-left:4px solid #7b2cbf;padding:.6em 1em}"
+       "svg{max-width:100%;height:auto}")
+# run in the browser: mark each plot that was laid out with a visible, non-empty drawing (the
+# Chromium test reads these marks from the rendered DOM)
+CHECK = ("<script>addEventListener('load',()=>{let n=0;for(const f of document.querySelectorAll("
+         "'figure.plot')){const s=f.querySelector('svg');const b=s&&s.getBoundingClientRect();"
+         "const ok=!!b&&b.width>50&&b.height>50&&s.querySelectorAll('path,use').length>5;"
+         "f.dataset.drawn=ok;n+=ok}document.body.dataset.plotsDrawn=n});</script>")
+
+
+def write_report(run, s: dict, path) -> None:
+    c, camp, ben = s["config"], s["campaign"], s["benign"]
+    lb, lc = s["leak"]["before_block"], s["leak"]["counterfactual"]
+    fb = s["forensics"]["before-block"]
+
+    def gap(x):
+        if not x["trained"]:
+            return "no student (nothing served)"
+        lo, hi = x["gap_closed_ci"]
+        return f"{_fmt(x['gap_closed'])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+    head = (f"The extraction ({camp['accounts']} accounts, {', '.join(camp['personas'])}) "
+            f"asked {camp['asked']} queries; the audit flagged it after "
+            f"{_fmt(camp['first_flag_after_requests'])} "
+            f"requests of the timeline and blocked {camp['accounts_blocked']} of its "
+            f"{camp['accounts']} accounts; it was served {camp['served']} answers "
+            f"({camp['tokens_served']} tokens). A student trained on them closed {gap(lb)} of the "
+            f"gap, against {gap(lc)} for everything it asked. Forensics on that student: "
+            f"{fb['verdict'] if fb else 'no student'}"
+            + (f" (global p {_fmt(fb['global_p'])} at {fb['scored_tokens']} tokens scored)"
+               if fb else "") + f". Benign accounts blocked: {len(ben['blocked'])} of "
+            f"{ben['accounts']}.")
+    sec = {}
+    sec["setup"] = _table(["setting", "value"], [
+        [k, c[k]] for k in ("teacher", "watermark", "student", "generation_cap", "embedder",
+                            "audit_every", "epochs", "eval_prompts", "forensics_texts", "seed")]
+        + [["benign personas", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["benign"].items())],
+           ["extraction", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["attack"].items())]])
+    sec["timeline"] = _figure("timeline", plot_timeline(run, s))
+    accts = s["accounts"]
+    atk_rows = [[_short(a, x), x["asked"], x["served"], x["served_before_block"], x["refused_403"],
+                 (x.get("first_flag") or {}).get("after_requests"),
+                 (x.get("first_throttle") or {}).get("after_requests"),
+                 (x.get("first_block") or {}).get("after_requests"), x["final_status"]]
+                for a, x in sorted(accts.items()) if x["role"] == "attack"]
+    sec["audit"] = _figure("risk", plot_risk(run, s)) + _table(
+        ["extraction account", "asked", "served", "served before block", "refused",
+         "flagged at", "throttled at", "blocked at (requests of the timeline)", "final"],
+        atk_rows)
+    sec["leak"] = _figure("leak", plot_leak(s)) + _table(
+        ["student", "answers", "steps", "bits per byte [95% CI]", "base", "teacher",
+         "gap closed [95% CI]"],
+        [[n, x["answers"], x.get("steps"),
+          f"{_fmt(x.get('bpb_student'))} {_fmt(x.get('bpb_student_ci'))}",
+          x.get("bpb_base"), x.get("bpb_teacher"), gap(x)]
+         for n, x in (("before the block", lb), ("counterfactual", lc))])
+    rows, ctl_rows = [], []
+    for which, f in s["forensics"].items():
+        if not f:
+            rows.append([which, "no student"] + [None] * 8)
+            continue
+        rows.append([which, f["verdict"], f["global_p"], f["global_adjusted_p"],
+                     f["scored_tokens"], f["green_rate"], f["reference_green_rate"],
+                     ", ".join(f["named"]) or "none", f["campaign_best_adjusted_p"],
+                     f["plan"]["tokens_needed"]])
+        ctl_rows += [[which, x["layer"], x["n_keys"], x["min_p"], x["median_p"], x["ks_p"]]
+                     for x in f["controls"]]
+    sec["forensics"] = _figure("radioactivity", plot_radioactivity(s)) + _table(
+        ["student", "verdict", "global p", "adjusted", "tokens scored", "green rate",
+         "clean base's", "named", "best extraction account (adjusted p)",
+         "tokens needed (planner)"], rows) + "<p>Controls: keys that never served anyone, " \
+        "tested on the same candidates (uniform p-values expected: KS p not small).</p>" + \
+        _table(["student", "layer", "keys", "min p", "median p", "KS p vs uniform"], ctl_rows) + \
+        "".join(f"<p><i>{html.escape(n)}</i></p>" for f in s["forensics"].values() if f
+                for n in f["notes"])
+    sec["benign"] = _table(["benign account", "asked", "served", "final status", "flagged at"], [
+        [_short(a, x), x["asked"], x["served"], x["final_status"],
+         (x.get("first_flag") or {}).get("after_requests")]
+        for a, x in sorted(accts.items()) if x["role"] == "benign"])
+    sec["timings"] = _table(["stage", "seconds"], [[k, v] for k, v in s["timings_s"].items()])
+    titles = {"setup": "Setup", "timeline": "Timeline", "audit": "The audit and its policy",
+              "leak": "Capability leaked before the block", "forensics":
+              "Forensics: was the student trained on our outputs, through which accounts?",
+              "benign": "The benign accounts' fate", "timings": "Stage timings"}
+    body = "".join(f'<section id="{k}"><h2>{titles[k]}</h2>{sec[k]}</section>' for k in SECTIONS)
+    doc = (f"<!doctype html><html lang=en><meta charset=utf-8><title>distillery: closed loop"
+           f"</title><style>{CSS}</style><body><h1>Closed loop: attack and defence</h1>"
+           f'<p class="headline">{html.escape(head)}</p>{body}'
+           f"<p>Run directory: {html.escape(s['run_dir'])}; every figure above comes from its "
+           f"files (summary.json holds them).</p>{CHECK}</body></html>")
+    path.write_text(doc)
