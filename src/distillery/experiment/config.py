@@ -36,6 +36,8 @@ class ExperimentConfig:
     # the audit: a pass every `audit_every` requests of the timeline (deterministic), its
     # policy settings as in AuditConfig (flag_fpr, block_fpr, strikes, ...)
     embedder: str = "minilm"  # minilm (the shipped all-MiniLM-L6-v2) | hashing
+    # audit windows (rows): a small run's accounts reach 100 rows, not the default 200
+    window_sizes: tuple[int, ...] = (20, 50, 100)
     audit_every: int = 20
     audit: dict = field(default_factory=dict)
     # the thief's student
@@ -71,6 +73,9 @@ class ExperimentConfig:
             mix.update({k: tuple(int(x) for x in v) for k, v in mix.items()})
         if not self.attack:
             raise ValueError("attack is empty: the experiment needs an extraction to catch")
+        self.window_sizes = tuple(sorted(int(x) for x in self.window_sizes))
+        if not self.window_sizes or self.window_sizes[0] < 5:
+            raise ValueError("window_sizes must be sizes of at least 5 rows")
         if self.embedder not in ("minilm", "hashing"):
             raise ValueError(f"embedder must be minilm or hashing, got {self.embedder!r}")
         for name in ("generation_cap", "max_batch_size", "concurrency", "audit_every",

@@ -34,7 +34,6 @@ from pathlib import Path
 from distillery.experiment.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
-SIZES = (20, 50, 100)  # audit windows: a small run's accounts reach 100 rows, not 200
 
 
 class Run:
@@ -105,7 +104,8 @@ class Run:
                                           mix={**c.benign, **c.attack}))
         cal, _ = simulate(SimConfig(seed=c.seed + 1000, days=c.days, mix=c.calibration,
                                     prefix="calibration-"))
-        calibrate_traffic(cal, c.embedder, SIZES, seed=c.seed).save(self.path("calibration.npz"))
+        calibrate_traffic(cal, c.embedder, c.window_sizes, seed=c.seed).save(
+            self.path("calibration.npz"))
         write_traffic(self.path("traffic.jsonl"), reqs, labels)
 
     def _gateway(self, database: str, simulated_clock: bool):
