@@ -31,6 +31,12 @@ def _shared(f):
         click.option("--fresh", type=int, default=0, show_default=True,
                      help="open mode: read N fresh unmarked teacher answers to the stored "
                           "prompts (the exact test) instead of the stored, marked answers"),
+        click.option("--statistic", type=click.Choice(["argmax", "mass"]), default="argmax",
+                     show_default=True, help="open mode: the suspect's top-1 token (exact, any "
+                     "text) or the green mass of its top-k distribution (more power; needs "
+                     "--fresh N)"),
+        click.option("--top-k", type=int, default=32, show_default=True,
+                     help="tokens of the suspect's distribution the green mass reads"),
         click.option("--skip-rows", type=int, default=0, show_default=True,
                      help="skip the rows a pilot (`forensics plan`) used"),
         click.option("--reference", default=None,

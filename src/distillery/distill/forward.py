@@ -42,25 +42,49 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return logits, targets, keep
 
 
-def next_token_argmax(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      select: torch.Tensor, logits_hook=None, chunk: int = 1024) -> torch.Tensor:
-    """(B, T) -> (N,) the model's top-1 next token at each selected position (row-major).
-
-    The head runs a chunk of positions at a time: (N, V) logits of a long batch under a
-    262k-token vocabulary would hold gigabytes. Gemma's final soft-capping is monotone, so it
-    does not change the argmax and is skipped. logits_hook(logits (n, V), context (n, 2): the
-    last two tokens up to each position) may transform the logits first.
-    """
+def _head_chunks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 select: torch.Tensor, logits_hook=None, chunk: int = 1024, capped: bool = True):
+    """The logits (n, V) at the selected positions (row-major), a chunk at a time: (N, V)
+    logits of a long batch under a 262k-token vocabulary would hold gigabytes. capped=False
+    skips Gemma's final soft-capping (monotone: an argmax does not need it)."""
     base, body, head = _body_and_head(model)
     ctx = torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)[select]  # (N, 2)
     if body is None:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[select]
-        return (logits_hook(logits, ctx) if logits_hook else logits).argmax(-1)
+        yield logits_hook(logits, ctx) if logits_hook else logits
+        return
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[select]
-    out = []
+    cap = getattr(base.config, "final_logit_softcapping", None) if capped else None
     for lo in range(0, len(hidden), chunk):
         logits = head(hidden[lo: lo + chunk])
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
         if logits_hook is not None:
             logits = logits_hook(logits, ctx[lo: lo + chunk])
-        out.append(logits.argmax(-1))
+        yield logits
+
+
+def next_token_argmax(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      select: torch.Tensor, logits_hook=None, chunk: int = 1024) -> torch.Tensor:
+    """(B, T) -> (N,) the model's top-1 next token at each selected position (row-major).
+    logits_hook(logits (n, V), context (n, 2): the last two tokens up to each position) may
+    transform the logits first."""
+    out = [lg.argmax(-1) for lg in _head_chunks(model, input_ids, attention_mask, select,
+                                                 logits_hook, chunk, capped=False)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=input_ids.device)
+
+
+def next_token_topk(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    select: torch.Tensor, k: int, logits_hook=None, chunk: int = 1024
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) -> (probabilities (N, k), token ids (N, k)): the model's k likeliest next tokens
+    at each selected position, most likely first (column 0 is the argmax)."""
+    probs, ids = [], []
+    for lg in _head_chunks(model, input_ids, attention_mask, select, logits_hook, chunk):
+        p, i = lg.float().softmax(-1).topk(k, dim=-1)
+        probs.append(p)
+        ids.append(i)
+    if not probs:
+        dev = input_ids.device
+        return torch.zeros((0, k), device=dev), torch.zeros((0, k), dtype=torch.long, device=dev)
+    return torch.cat(probs), torch.cat(ids)

@@ -40,6 +40,7 @@ from distillery.forensics.evidence import (
     Candidates,
     KeyScore,
     key_results,
+    mass_results,
     pool,
 )
 from distillery.forensics.planner import Plan, plan
@@ -109,6 +110,7 @@ class Verdict:
     usage: dict  # rows, tokens read or generated, candidates, what was lost on the way
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    statistic: str = "argmax"  # argmax (top-1 tuples, exact) | mass (green mass, Bernstein)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,9 +118,23 @@ class Verdict:
         return d
 
 
+STATISTICS = ("argmax", "mass")
+
+
+def layer_results(statistic: str):
+    """The per-key test of a statistic: top-1 tuples (exact) or the green mass."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    return mass_results if statistic == "mass" else key_results
+
+
 def randomized_p(scheme: WatermarkScheme, r: KeyScore, u: float) -> float:
     """P(S > s) + u P(S = s): exactly uniform under H0 for a discrete (binomial) statistic,
-    so a KS test of many keys' p-values is not failed by the lattice alone (few tuples)."""
+    so a KS test of many keys' p-values is not failed by the lattice alone (few tuples). For
+    the green mass, the normal tail of z: the controls then check the null variance itself
+    (the reported p, a Bernstein bound, is conservative, so not uniform)."""
+    if r.var is not None:
+        return float(norm.sf(r.z))
     if scheme.name != "kgw" or not r.n_scored:
         return r.p_value
     s, n = int(r.score), r.n_scored
@@ -137,10 +153,11 @@ def summarise_controls(results: Sequence[KeyScore], layer: Layer,
 
 def analyse(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, WatermarkKey],
             clusters: dict[str, Sequence[str]], controls: Sequence[WatermarkKey],
-            alpha: float) -> Analysis:
+            alpha: float, statistic: str = "argmax") -> Analysis:
     """Candidates -> the global test, the attribution family, the controls (both layers)."""
-    g = key_results(c, scheme, "global", [scheme.global_key])[0]
-    acc = key_results(c, scheme, "account", list(accounts.values())) if accounts else []
+    score_keys = layer_results(statistic)
+    g = score_keys(c, scheme, "global", [scheme.global_key])[0]
+    acc = score_keys(c, scheme, "account", list(accounts.values())) if accounts else []
     by_name = dict(zip(accounts, acc, strict=True))
     family: list[tuple[str, tuple[str, ...], KeyScore]] = [
         (n, (n,), r) for n, r in by_name.items()]
@@ -155,7 +172,7 @@ def analyse(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, Watermar
     results = sorted((AccountResult(n, m, r, float(a), bool(a <= alpha))
                       for (n, m, r), a in zip(family, adj, strict=True)),
                      key=lambda a: a.adjusted_p)
-    ctl = [summarise_controls(key_results(c, scheme, layer, controls), layer, scheme)
+    ctl = [summarise_controls(score_keys(c, scheme, layer, controls), layer, scheme)
            for layer in ("global", "account")] if controls else []
     return Analysis(g, min(2 * g.p_value, 1.0), results, ctl)
 
@@ -168,6 +185,9 @@ def below_reference(s: KeyScore, r: KeyScore, scheme: WatermarkScheme) -> float:
     occur in the text, hence excluded): the reference, not gamma, is then the yardstick."""
     if not s.n_scored or not r.n_scored:
         return 1.0
+    if s.var is not None:  # green mass: rates of two independent sums, normal
+        se = np.sqrt(s.var / s.mass ** 2 + r.var / r.mass ** 2)
+        return float(norm.cdf((s.rate - r.rate) / se)) if se > 0 else 1.0
     if scheme.name == "kgw":
         table = [[s.score, s.n_scored - s.score], [r.score, r.n_scored - r.score]]
         return float(fisher_exact(table, alternative="less").pvalue)
@@ -191,7 +211,7 @@ def decide(a: Analysis, pl: Plan, alpha: float, tamper_alpha: float,
 
 
 def read_in_budget(read, rows: Sequence, scheme: WatermarkScheme, budget_tokens: int | None,
-                   chunk_rows: int = 16) -> Candidates:
+                   chunk_rows: int = 16, statistic: str = "argmax") -> Candidates:
     """read(rows) -> Candidates, a chunk of rows at a time until the global layer's scored
     count reaches the budget (a count of the suspect's own tuples: a valid stopping rule), or
     the rows run out (budget None). info["trace"]: (scored, global p) after each chunk, for
@@ -204,7 +224,7 @@ def read_in_budget(read, rows: Sequence, scheme: WatermarkScheme, budget_tokens:
         parts.append(read(rows[lo: lo + chunk_rows]))
         consumed = min(lo + chunk_rows, len(rows))
         c = Candidates.concat(parts, scheme.window)
-        g = key_results(c, scheme, "global", [scheme.global_key])[0]
+        g = layer_results(statistic)(c, scheme, "global", [scheme.global_key])[0]
         trace.append((g.n_scored, g.p_value))
         if budget_tokens is not None and g.n_scored >= budget_tokens:
             break
@@ -218,19 +238,20 @@ def verdict_for(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, Wate
                 *, mode: str, suspect: str, clusters: dict[str, Sequence[str]] | None = None,
                 n_controls: int = 100, alpha: float = 1e-6, tamper_alpha: float = 1e-3,
                 min_shift: float = 0.005, reference: str | None = None,
-                reference_candidates: Candidates | None = None) -> Verdict:
+                reference_candidates: Candidates | None = None,
+                statistic: str = "argmax") -> Verdict:
     """The verdict on candidates already read (the library entry point for tests and the
     closed loop; run_check in cli/forensics.py loads the models and reads them)."""
     t0 = time.perf_counter()
     clusters = clusters or {}
     ctl = control_keys(n_controls)
-    a = analyse(c, scheme, accounts, clusters, ctl, alpha)
+    a = analyse(c, scheme, accounts, clusters, ctl, alpha, statistic)
     rows_per_token = c.n_rows / a.global_result.n_scored if a.global_result.n_scored else None
     pl = plan(scheme, a.global_result, target_p=alpha / 2, n_keys=1, min_shift=min_shift,
               rows_per_token=rows_per_token)
     ref = None
     if reference_candidates is not None:
-        ref = analyse(reference_candidates, scheme, accounts, clusters, ctl, alpha)
+        ref = analyse(reference_candidates, scheme, accounts, clusters, ctl, alpha, statistic)
     usage = {"rows": c.n_rows, "tokens": c.n_tokens, "candidates": len(c),
              "scored_global": a.global_result.n_scored, **c.info}
     p_tamper = None
@@ -239,7 +260,8 @@ def verdict_for(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, Wate
         usage["p_below_reference"] = p_tamper
         usage["reference_trace"] = reference_candidates.info.get("trace")
     v = Verdict(decide(a, pl, alpha, tamper_alpha, p_tamper), mode, suspect, scheme.name,
-                alpha, a, reference, ref, pl, usage, time.perf_counter() - t0)
+                alpha, a, reference, ref, pl, usage, time.perf_counter() - t0,
+                statistic=statistic)
     if ref is not None and ref.global_adjusted_p <= alpha:
         v.notes.append("the clean reference is detected too: the inputs, not the suspect, "
                        "carry the signal; do not rely on this verdict")

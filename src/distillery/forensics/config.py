@@ -23,6 +23,11 @@ class ForensicsConfig:
     skip_rows: int = 0                # rows a pilot (`forensics plan`) used: never reuse them
     fresh: int = 0                    # open mode: read N fresh *unmarked* teacher answers to
                                       # the stored prompts (exact) instead of the stored ones
+    # open mode: argmax (the suspect's top-1 token, exact binomial, any text) | mass (its
+    # top_k distribution's green mass, Bernstein bound: more power; needs unmarked text,
+    # i.e. --fresh N or a dataset of unmarked answers; KGW only)
+    statistic: str = "argmax"
+    top_k: int = 32
     reference: str | None = None      # clean model (default: the suspect's base, else gemma)
     controls: int = 100               # keys that never served anyone, tested beside
     alpha: float = 1e-6               # family-wise level of the verdict
@@ -64,6 +69,17 @@ class ForensicsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.statistic not in ("argmax", "mass"):
+            raise ValueError(f"statistic must be argmax or mass, got {self.statistic!r}")
+        if self.statistic == "mass":
+            if self.mode != "open" or self.scheme != "kgw":
+                raise ValueError("the green-mass statistic reads an open-weights suspect "
+                                 "under KGW (--mode open, --scheme kgw)")
+            if not self.fresh and self.dataset is None:
+                raise ValueError("the green-mass statistic needs text not marked with the "
+                                 "tested keys: give --fresh N (unmarked teacher answers)")
+            if self.top_k < 2:
+                raise ValueError(f"top_k must be >= 2 for the green mass, got {self.top_k}")
         if self.fresh < 0:
             raise ValueError(f"fresh must be >= 0, got {self.fresh}")
         if self.skip_rows < 0 or self.batch_size < 1 or self.max_len < 16:

@@ -22,6 +22,7 @@ as tokens arrive (REFERENCES "No optional stopping").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,10 @@ class Candidates:
     n_rows: int = 0  # texts or answers behind these candidates
     n_tokens: int = 0  # suspect tokens read (reading) or generated (API)
     info: dict = field(default_factory=dict)  # what the mode lost on the way, for the report
+    # reading mode with top_k: the suspect's k likeliest next tokens in teacher ids (-1: not
+    # mapped) and their probabilities, summed where two map to one teacher token (M, k)
+    top_tokens: np.ndarray | None = None
+    top_probs: np.ndarray | None = None
 
     @classmethod
     def empty(cls, w: int) -> Candidates:
@@ -63,12 +68,15 @@ class Candidates:
         for p in parts:
             for k, v in p.info.items():
                 info[k] = info.get(k, 0) + v
+        top = all(p.top_tokens is not None for p in parts)
         return cls(np.concatenate([p.windows for p in parts]),
                    np.concatenate([p.tokens for p in parts]),
                    np.concatenate([p.is_global for p in parts]),
                    np.concatenate([p.excluded for p in parts]),
                    np.concatenate([p.text_tuples for p in parts]),
-                   sum(p.n_rows for p in parts), sum(p.n_tokens for p in parts), info)
+                   sum(p.n_rows for p in parts), sum(p.n_tokens for p in parts), info,
+                   np.concatenate([p.top_tokens for p in parts]) if top else None,
+                   np.concatenate([p.top_probs for p in parts]) if top else None)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -85,10 +93,17 @@ class KeyScore:
     z: float
     p_value: float  # upper tail: trained on this key's text?
     p_lower: float  # lower tail: significantly *below* chance points to key-aware tampering
+    # the green-mass statistic (mass_results): the probability mass scored, and the null
+    # variance of the score; None for the top-1 statistics
+    mass: float | None = None
+    var: float | None = None
 
     @property
     def rate(self) -> float:
-        """Mean score per tuple: the green rate (KGW, gamma under H0) or 1 (Gumbel)."""
+        """Mean score per tuple: the green rate (KGW, gamma under H0) or 1 (Gumbel); for
+        the green mass, green mass per unit of mass scored (gamma under H0)."""
+        if self.mass is not None:
+            return self.score / self.mass if self.mass else float("nan")
         return self.score / self.n_scored if self.n_scored else float("nan")
 
 
@@ -178,5 +193,84 @@ def pool(scheme: WatermarkScheme, name: str, members: Sequence[KeyScore]) -> Key
     """A cluster of keys under one null: summed scores over summed counts (each key's tuples
     de-duplicated per key; independent keys score them independently)."""
     layer = members[0].layer if members else "account"
+    if members and members[0].var is not None:
+        return mass_result(scheme, name, layer, sum(m.score for m in members),
+                           sum(m.mass for m in members), sum(m.var for m in members),
+                           sum(m.n_scored for m in members))
     return key_result(scheme, name, layer, sum(m.score for m in members),
                     sum(m.n_scored for m in members))
+
+
+# -- the green-mass statistic ---------------------------------------------------------------
+# Top-1 reading scores a position only by the suspect's argmax, which a fine-tune that shifts
+# probabilities by a few percent rarely flips. The green mass scores the whole (top-k) next-
+# token distribution: at each distinct window i, m_i = sum_t p_it g_it over the suspect's
+# likeliest teacher tokens t (g = green under the key). Under H0 (a suspect and a text
+# independent of the key) each g_it is an independent Bernoulli(gamma) (KGW's green bit is a
+# PRF of key, window and token), so with a_i = sum_t p_it the centred terms
+# X_i = m_i - gamma a_i are independent, mean 0, variance gamma (1 - gamma) sum_t p_it^2, and
+# bounded by max(gamma, 1 - gamma). Bernstein's inequality then gives a valid (conservative)
+# p-value, P(sum X_i >= s) <= exp(-s^2 / (2 V + 2 b s / 3)), with no normal approximation.
+# The text must not be marked with the tested key (its windows would depend on the key): read
+# fresh, unmarked teacher answers. Windows are de-duplicated: one term per distinct window.
+
+
+def bernstein_p(s: float, var: float, bound: float) -> float:
+    if s <= 0 or var <= 0:
+        return 1.0
+    return float(max(min(1.0, math.exp(-s * s / (2 * var + 2 * bound * s / 3))), P_FLOOR))
+
+
+def mass_result(scheme: WatermarkScheme, key_id: str, layer: Layer, green: float, mass: float,
+                var: float, n: int) -> KeyScore:
+    g = scheme.gamma
+    s, b = green - g * mass, max(g, 1 - g)
+    z = s / math.sqrt(var) if var > 0 else 0.0
+    return KeyScore(key_id, layer, int(n), float(green), float(z), bernstein_p(s, var, b),
+                    bernstein_p(-s, var, b), float(mass), float(var))
+
+
+def _mass_rows(c: Candidates, layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (windows (n, w), tokens (n, k), probs (n, k)): one row per distinct window."""
+    if c.top_tokens is None:
+        raise ValueError("the green-mass statistic needs the suspect's top-k distribution: "
+                         "read with top_k > 0 (open mode)")
+    sel = (c.is_global if layer == "global" else ~c.is_global) & ~c.excluded
+    w = c.windows[sel]
+    first = first_occurrences(w) if len(w) else np.zeros(0, bool)
+    return w[first], c.top_tokens[sel][first], c.top_probs[sel][first]
+
+
+def mass_results(c: Candidates, scheme: WatermarkScheme, layer: Layer,
+                 keys: Sequence[WatermarkKey]) -> list[KeyScore]:
+    """Each key's green mass on one layer (KGW only: Gumbel has no green bit)."""
+    if scheme.name != "kgw":
+        raise ValueError("the green-mass statistic is defined for KGW")
+    w, t, p = _mass_rows(c, layer)
+    g = scheme.gamma
+    mass, var = float(p.sum()), float(g * (1 - g) * (p ** 2).sum())
+    k = t.shape[1] if t.ndim == 2 else 0
+    green = np.zeros(len(keys))
+    if len(w):
+        wr, tr, pr = np.repeat(w, k, axis=0), t.ravel(), p.ravel()
+        for lo in range(0, len(keys), KEY_CHUNK):
+            ks = keys[lo: lo + KEY_CHUNK]
+            green[lo: lo + len(ks)] = scheme.score_tok(wr, tr, ks) @ pr
+    return [mass_result(scheme, key.key_id, layer, s, mass, var, len(w))
+            for key, s in zip(keys, green, strict=True)]
+
+
+def merge_duplicates(tokens: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, k) teacher ids (-1: unmapped) and probabilities -> the same with each row's
+    repeated ids merged (probabilities summed into one entry, the others zeroed) and unmapped
+    entries zeroed: one green bit per teacher token, so the null variance sums each teacher
+    token's probability squared once."""
+    order = np.argsort(tokens, axis=1, kind="stable")
+    t = np.take_along_axis(tokens, order, 1)
+    p = np.take_along_axis(probs, order, 1).astype(np.float64)
+    p[t < 0] = 0.0
+    for j in range(1, t.shape[1]):
+        dup = t[:, j] == t[:, j - 1]
+        p[dup, j] += p[dup, j - 1]
+        p[dup, j - 1] = 0.0
+    return t, p

@@ -81,6 +81,9 @@ def plan(scheme: WatermarkScheme, pilot: KeyScore, target_p: float = 1e-6, n_key
          power: float = 0.9, min_shift: float = 0.005, confidence: float = 0.95,
          rows_per_token: float | None = None) -> Plan:
     """The shift a pilot shows, with its CI, and the scored tokens a planned test needs."""
+    if pilot.var is not None:
+        return _plan_mass(scheme, pilot, target_p, n_keys, power, min_shift, confidence,
+                          rows_per_token)
     null, _ = _null(scheme)
     n, s = pilot.n_scored, pilot.score
     a = 1 - confidence
@@ -101,3 +104,30 @@ def plan(scheme: WatermarkScheme, pilot: KeyScore, target_p: float = 1e-6, n_key
     return Plan(n, rate, null, rate - null, (lo - null, hi - null), target_p, n_keys, power,
                 need(rate - null), (need(hi - null), need(lo - null)), min_shift,
                 math.ceil(need(min_shift)), rows_per_token)
+
+
+def _plan_mass(scheme: WatermarkScheme, pilot: KeyScore, target_p: float, n_keys: int,
+               power: float, min_shift: float, confidence: float,
+               rows_per_token: float | None) -> Plan:
+    """The green mass (evidence.mass_results): shift = green mass per unit of mass - gamma,
+    with a normal CI; windows needed n = ((sqrt(2 ln(n_keys / p)) + z_power) sqrt(v) /
+    (shift a))^2 for per-window null variance v and mass a, the sub-Gaussian part of the
+    Bernstein bound the test uses (its linear term asks a few percent more)."""
+    g, n = scheme.gamma, pilot.n_scored
+    if n == 0 or not pilot.mass:
+        rate, lo, hi, a_bar, v = (float("nan"),) * 5
+    else:
+        rate, a_bar, v = pilot.score / pilot.mass, pilot.mass / n, pilot.var / n
+        half = norm.isf((1 - confidence) / 2) * math.sqrt(pilot.var) / pilot.mass
+        lo, hi = rate - half, rate + half
+    za, zb = math.sqrt(2 * math.log(n_keys / target_p)), norm.ppf(power)
+
+    def need(eps: float) -> float | None:
+        if not eps > 0 or not v > 0:
+            return None
+        return ((za + zb) * math.sqrt(v) / (eps * a_bar)) ** 2
+
+    at_min = need(min_shift)
+    return Plan(n, rate, g, rate - g, (lo - g, hi - g), target_p, n_keys, power,
+                need(rate - g), (need(hi - g), need(lo - g)), min_shift,
+                math.ceil(at_min) if at_min is not None else 0, rows_per_token)

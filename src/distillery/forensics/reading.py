@@ -24,8 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from transformers import PreTrainedTokenizerBase
 
 from distillery.distill.data import answer_text
-from distillery.distill.forward import next_token_argmax
-from distillery.forensics.evidence import Candidates
+from distillery.distill.forward import next_token_argmax, next_token_topk
+from distillery.forensics.evidence import Candidates, merge_duplicates
 from distillery.forensics.tokens import TokenMap, boundaries, same_tokenizer, token_bytes
 from distillery.models.chat import format_chat
 from distillery.watermark.scheme import WatermarkScheme
@@ -70,9 +70,13 @@ class Reader:
 
     def __init__(self, model, tokenizer: PreTrainedTokenizerBase,
                  teacher_tokenizer: PreTrainedTokenizerBase, scheme: WatermarkScheme,
-                 max_len: int = 512, batch_size: int = 8, logits_hook: LogitsHook | None = None):
+                 max_len: int = 512, batch_size: int = 8, logits_hook: LogitsHook | None = None,
+                 top_k: int = 0):
+        """top_k > 0: also keep the suspect's k likeliest next tokens and their probabilities
+        at each position (the green-mass statistic, evidence.mass_results)."""
         self.model, self.tok, self.ttok, self.scheme = model, tokenizer, teacher_tokenizer, scheme
         self.max_len, self.batch_size, self.logits_hook = max_len, batch_size, logits_hook
+        self.top_k = top_k
         self.identity = same_tokenizer(tokenizer, teacher_tokenizer)
         if not self.identity:
             self.tmap = TokenMap(tokenizer, teacher_tokenizer)
@@ -148,14 +152,27 @@ class Reader:
                 att[b, : len(p.input_ids)] = 1
                 sel[b, torch.from_numpy(p.want)] = True
             n_tokens += int(att.sum())
-            preds = next_token_argmax(self.model, ids.to(dev), att.to(dev), sel.to(dev),
-                                      self.logits_hook).cpu().numpy()
+            top_ids = top_p = None
+            if self.top_k:
+                probs, top = next_token_topk(self.model, ids.to(dev), att.to(dev), sel.to(dev),
+                                             self.top_k, self.logits_hook)
+                top_ids, top_p = top.cpu().numpy().astype(np.int64), probs.cpu().numpy()
+                preds = top_ids[:, 0]
+            else:
+                preds = next_token_argmax(self.model, ids.to(dev), att.to(dev), sel.to(dev),
+                                          self.logits_hook).cpu().numpy()
             k = 0
             for p in batch:  # row-major order of `sel`: each row's `want`, increasing
-                pred = preds[k: k + len(p.want)].astype(np.int64)
+                rows_k = slice(k, k + len(p.want))
+                pred = preds[rows_k].astype(np.int64)
                 k += len(p.want)
                 tokens = pred if self.identity else self.tmap(pred)
-                parts.append(self._row_candidates(p, tokens, w, start))
+                c = self._row_candidates(p, tokens, w, start)
+                if top_ids is not None:
+                    t = top_ids[rows_k]
+                    t = t if self.identity else self.tmap(t.ravel()).reshape(t.shape)
+                    c.top_tokens, c.top_probs = merge_duplicates(t, top_p[rows_k])
+                parts.append(c)
         out = Candidates.concat(parts, w)
         out.n_rows, out.n_tokens = len(prepared), n_tokens
         out.info = {**lost, "positions_scored": len(out)}

@@ -85,10 +85,11 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
         model, tok, base, is_lora = load_suspect(cfg.suspect)
 
         def reader(m, t) -> Reader:
-            return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size)
+            return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size,
+                          top_k=cfg.top_k if cfg.statistic == "mass" else 0)
 
         c = read_in_budget(lambda rs: reader(model, tok).candidates(rs, progress), rows,
-                           scheme, cfg.budget_tokens)
+                           scheme, cfg.budget_tokens, statistic=cfg.statistic)
         used = rows[: c.info["rows_read"]]
         ref_name = cfg.reference or base or OTHER_SHIPPED.get(cfg.teacher)
         ref_c = None
@@ -103,7 +104,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                 ref_model, ref_tok = loaded.model, loaded.tokenizer
             with ctx:
                 ref_c = read_in_budget(lambda rs: reader(ref_model, ref_tok).candidates(
-                    rs, progress), used, scheme, None)
+                    rs, progress), used, scheme, None, statistic=cfg.statistic)
     else:
         model_name = cfg.model or cfg.teacher
         work = cfg.work_dir or str(Path("runs") / "forensics-api")
@@ -128,7 +129,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
     v = verdict_for(c, scheme, accounts, mode=cfg.mode, suspect=cfg.suspect,
                     clusters=cfg.clusters, n_controls=cfg.controls, alpha=cfg.alpha,
                     tamper_alpha=cfg.tamper_alpha, min_shift=cfg.min_shift,
-                    reference=ref_name, reference_candidates=ref_c)
+                    reference=ref_name, reference_candidates=ref_c, statistic=cfg.statistic)
     v.elapsed_s = time.perf_counter() - t0
     v.notes = notes + v.notes
     return v

@@ -1,0 +1,116 @@
+"""The green-mass statistic (evidence.mass_results) on the tiny world: the marked student is
+detected and attributed, the clean models are not, its null variance is right (control keys'
+z against N(0, 1)), and the calibration fails where its two assumptions are broken."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ACCOUNTS, CAMPAIGN, OTHER, WM
+from scipy.stats import kstest
+
+from distillery.forensics import Reader, TextRow, verdict_for
+from distillery.forensics.check import control_keys
+from distillery.forensics.evidence import (
+    Candidates,
+    bernstein_p,
+    mass_results,
+    merge_duplicates,
+)
+from distillery.watermark import make_scheme
+
+TOP_K = 16
+
+
+@pytest.fixture(scope="module")
+def scheme(ring):
+    return make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
+
+
+@pytest.fixture(scope="module")
+def read(world, scheme, tokenizer):
+    probe = [TextRow(tuple(r["messages"]), r["response"]) for r in world["probe"]]
+    cache = {}
+
+    def read(name: str) -> Candidates:
+        if name not in cache:
+            cache[name] = Reader(world[name], tokenizer, tokenizer, scheme, max_len=128,
+                                 top_k=TOP_K).candidates(probe)
+        return cache[name]
+    return read
+
+
+@pytest.fixture(scope="module")
+def verdicts(read, scheme, ring):
+    accounts = {a: ring.account_key(a) for a in ACCOUNTS}
+    return {name: verdict_for(read(name), scheme, accounts, mode="open", suspect=name,
+                              n_controls=200, min_shift=0.1, statistic="mass")
+            for name in ("marked", "unmarked", "other", "base")}
+
+
+def test_marked_student_is_detected_and_attributed(verdicts):
+    v = verdicts["marked"]
+    assert v.statistic == "mass" and v.verdict == "detected"
+    # 32 distinct windows (a 64-token alphabet, width 1): z ~ 17, and the Bernstein bound's
+    # linear term, large for so few terms, keeps p near 1e-7
+    assert v.suspect_analysis.global_result.z > 8
+    assert v.suspect_analysis.global_result.p_value < 1e-6
+    assert v.suspect_analysis.named == [CAMPAIGN]
+
+
+def test_clean_models_are_not_detected_and_another_account_is_not_named(verdicts):
+    for name in ("unmarked", "base"):
+        a = verdicts[name].suspect_analysis
+        assert a.global_result.p_value > 1e-3 and a.named == [], name
+    assert verdicts["other"].verdict == "detected"
+    assert verdicts["other"].suspect_analysis.named == [OTHER]
+
+
+def test_control_z_scores_are_standard_normal(verdicts):
+    """200 keys that never served anyone: their z against N(0, 1) (KS on the normal tail),
+    the check that the null variance is right; and the Bernstein p is never below it."""
+    for name, v in verdicts.items():
+        for s in v.suspect_analysis.controls:
+            assert s.n_keys == 200 and s.ks_p > 1e-3, (name, s.layer, s.ks_p)
+
+
+def _control_z(c: Candidates, scheme, n: int = 300) -> np.ndarray:
+    return np.array([r.z for r in mass_results(c, scheme, "global", control_keys(n))])
+
+
+def test_calibration_fails_without_window_dedup(read, scheme):
+    """The same window twice shares one green list: counted twice, its terms are dependent
+    and the null variance too small. Feeding every text four times without de-duplication
+    (as if windows were independent) must fail the calibration the real test passes."""
+    c = read("base")
+    assert kstest(_control_z(c, scheme), "norm").pvalue > 1e-3
+    dup = Candidates.concat([c] * 4, scheme.window)
+    mass = dup.top_probs.sum(1)
+    var1 = (dup.top_probs ** 2).sum()
+    g = scheme.gamma
+    z = []
+    for key in control_keys(300):
+        green = scheme.score_tok(np.repeat(dup.windows, TOP_K, 0), dup.top_tokens.ravel(),
+                                 [key])[0] @ dup.top_probs.ravel()
+        z.append((green - g * mass.sum()) / np.sqrt(g * (1 - g) * var1))
+    assert np.std(z) > 1.5  # the naive variance undercounts: z spreads ~2x
+    assert kstest(z, "norm").pvalue < 1e-6
+
+
+def test_merge_duplicates_sums_a_teacher_tokens_probability_once():
+    t = np.array([[5, 3, 5, -1], [1, 2, 3, 4]])
+    p = np.array([[0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    tt, pp = merge_duplicates(t, p)
+    row0 = {int(a): float(b) for a, b in zip(tt[0], pp[0], strict=True) if b > 0}
+    assert row0 == {3: pytest.approx(0.3), 5: pytest.approx(0.6)}  # -1 (unmapped) dropped
+    assert pp[1].sum() == pytest.approx(1.0)
+
+
+def test_bernstein_bound_is_valid_and_conservative():
+    rng = np.random.default_rng(0)
+    g, n, sims = 0.25, 200, 20000
+    p = rng.dirichlet(np.ones(8), size=n)  # fixed distributions, green bits resampled
+    var = g * (1 - g) * (p ** 2).sum()
+    s = ((rng.random((sims, n, 8)) < g) * p).sum((1, 2)) - g * p.sum()
+    t = np.quantile(s, 0.999)
+    assert bernstein_p(t, var, 0.75) >= 0.001  # a bound on the tail, never below it
