@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import ACCOUNTS, CAMPAIGN, WM, alphabet_rows, save_student, teacher_rows
 from scipy.stats import kstest
+from world import ACCOUNTS, CAMPAIGN, WM, alphabet_rows, save_student, teacher_rows
 
 from distillery.cli import main
 from distillery.forensics import Reader, TextRow, plan, tokens_needed

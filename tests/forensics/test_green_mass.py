@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ACCOUNTS, CAMPAIGN, OTHER, WM
 from scipy.stats import kstest
+from world import ACCOUNTS, CAMPAIGN, OTHER, WM
 
 from distillery.forensics import Reader, TextRow, verdict_for
 from distillery.forensics.check import control_keys
@@ -43,16 +43,17 @@ def read(world, scheme, tokenizer):
 @pytest.fixture(scope="module")
 def verdicts(read, scheme, ring):
     accounts = {a: ring.account_key(a) for a in ACCOUNTS}
+    # alpha 1e-3: the tiny world has 32 distinct windows per layer (64 tokens, width 1), which
+    # bound a Bernstein p near 1e-7, above 1e-6 / (2 x 120) for attribution at the default
     return {name: verdict_for(read(name), scheme, accounts, mode="open", suspect=name,
-                              n_controls=200, min_shift=0.1, statistic="mass")
+                              n_controls=200, min_shift=0.1, statistic="mass", alpha=1e-3)
             for name in ("marked", "unmarked", "other", "base")}
 
 
 def test_marked_student_is_detected_and_attributed(verdicts):
     v = verdicts["marked"]
     assert v.statistic == "mass" and v.verdict == "detected"
-    # 32 distinct windows (a 64-token alphabet, width 1): z ~ 17, and the Bernstein bound's
-    # linear term, large for so few terms, keeps p near 1e-7
+    # z ~ 17; the Bernstein bound's linear term, large for so few terms, keeps p near 1e-7
     assert v.suspect_analysis.global_result.z > 8
     assert v.suspect_analysis.global_result.p_value < 1e-6
     assert v.suspect_analysis.named == [CAMPAIGN]

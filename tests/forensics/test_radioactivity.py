@@ -4,7 +4,7 @@ of unmarked text, of another account's text, and the untouched base are not (wro
 from __future__ import annotations
 
 import pytest
-from conftest import ACCOUNTS, CAMPAIGN, OTHER, WM
+from world import ACCOUNTS, CAMPAIGN, OTHER, WM
 
 from distillery.forensics import Reader, TextRow, verdict_for
 from distillery.forensics.check import control_keys, read_in_budget

@@ -42,14 +42,17 @@ class ExperimentConfig:
     audit: dict = field(default_factory=dict)
     # the thief's student
     student: str = "gemma-3-270m"
-    epochs: float = 2.0
+    epochs: float = 1.0
     batch_size: int = 8
-    max_len: int = 192
+    max_len: int = 160
     learning_rate: float = 2e-4
     # evaluation: held-out seed tasks the campaign never sent, answered by the teacher
     eval_prompts: int = 24
     # forensics: fresh unmarked teacher answers read by each student (the exact test)
     forensics_texts: int = 48
+    # mass: the green mass of each student's top-k distribution (more power; the texts are
+    # unmarked, as it needs) | argmax: its top-1 token (exact binomial)
+    forensics_statistic: str = "mass"
     forensics_max_tokens: int = 64
     controls: int = 100
     alpha: float = 1e-6
@@ -76,6 +79,12 @@ class ExperimentConfig:
         self.window_sizes = tuple(sorted(int(x) for x in self.window_sizes))
         if not self.window_sizes or self.window_sizes[0] < 5:
             raise ValueError("window_sizes must be sizes of at least 5 rows")
+        if self.forensics_statistic not in ("mass", "argmax"):
+            raise ValueError("forensics_statistic must be mass or argmax, got "
+                             f"{self.forensics_statistic!r}")
+        if self.forensics_statistic == "mass" and self.watermark != "kgw":
+            raise ValueError("the green-mass statistic is defined for KGW: use "
+                             "forensics_statistic = \"argmax\" with gumbel")
         if self.embedder not in ("minilm", "hashing"):
             raise ValueError(f"embedder must be minilm or hashing, got {self.embedder!r}")
         for name in ("generation_cap", "max_batch_size", "concurrency", "audit_every",

@@ -50,6 +50,14 @@ def _accounts(run) -> dict[str, dict]:
     return out
 
 
+def _rate(g: dict) -> float | None:
+    """Green rate: green tokens per token (top-1), green mass per unit of mass (green mass);
+    gamma under H0 either way."""
+    if g.get("mass") is not None:
+        return g["score"] / g["mass"] if g["mass"] else None
+    return g["score"] / g["n_scored"] if g["n_scored"] else None
+
+
 def _forensics(v: dict | None, attackers: set[str]) -> dict | None:
     if v is None:
         return None
@@ -59,14 +67,13 @@ def _forensics(v: dict | None, attackers: set[str]) -> dict | None:
     named_accounts = {m for x in a["accounts"] if x["named"] for m in x["members"]}
     best = {x["name"]: x for x in a["accounts"]}
     return {
-        "verdict": v["verdict"], "alpha": v["alpha"],
+        "verdict": v["verdict"], "alpha": v["alpha"], "statistic": v.get("statistic"),
         "global_p": g["p_value"], "global_adjusted_p": a["global_adjusted_p"],
         "scored_tokens": g["n_scored"],
-        "green_rate": g["score"] / g["n_scored"] if g["n_scored"] else None,
+        "green_rate": _rate(g),
         "reference": v["reference"],
         "reference_p": ref["global_result"]["p_value"] if ref else None,
-        "reference_green_rate": (ref["global_result"]["score"] / ref["global_result"]["n_scored"]
-                                 if ref and ref["global_result"]["n_scored"] else None),
+        "reference_green_rate": _rate(ref["global_result"]) if ref else None,
         "p_below_reference": v["usage"].get("p_below_reference"),
         "named": named,
         "campaign_accounts_named": sorted(named_accounts & attackers),
@@ -279,8 +286,8 @@ def plot_radioactivity(s: dict) -> str:
                 va="bottom")
     ax.set_yscale("log")
     ax.set_ylim(top=1.5)
-    ax.set_xlabel("tokens scored (global layer, de-duplicated)")
-    ax.set_ylabel("p-value (exact binomial)")
+    ax.set_xlabel("tokens (top-1) or windows (green mass) scored, global layer, de-duplicated")
+    ax.set_ylabel("p-value (exact binomial, or Bernstein bound)")
     h, lab = ax.get_legend_handles_labels()
     uniq = dict(zip(lab, h, strict=True))
     ax.legend(uniq.values(), uniq.keys(), fontsize=7)
@@ -350,7 +357,8 @@ def write_report(run, s: dict, path) -> None:
     sec = {}
     sec["setup"] = _table(["setting", "value"], [
         [k, c[k]] for k in ("teacher", "watermark", "student", "generation_cap", "embedder",
-                            "audit_every", "epochs", "eval_prompts", "forensics_texts", "seed")]
+                            "audit_every", "epochs", "eval_prompts", "forensics_texts",
+                            "forensics_statistic", "seed")]
         + [["benign personas", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["benign"].items())],
            ["extraction", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["attack"].items())]])
     sec["timeline"] = _figure("timeline", plot_timeline(run, s))
@@ -383,7 +391,7 @@ def write_report(run, s: dict, path) -> None:
         ctl_rows += [[which, x["layer"], x["n_keys"], x["min_p"], x["median_p"], x["ks_p"]]
                      for x in f["controls"]]
     sec["forensics"] = _figure("radioactivity", plot_radioactivity(s)) + _table(
-        ["student", "verdict", "global p", "adjusted", "tokens scored", "green rate",
+        ["student", "verdict", "global p", "adjusted", "windows scored", "green rate",
          "clean base's", "named", "best extraction account (adjusted p)",
          "tokens needed (planner)"], rows) + "<p>Controls: keys that never served anyone, " \
         "tested on the same candidates (uniform p-values expected: KS p not small).</p>" + \

@@ -306,6 +306,7 @@ class Run:
             key_file=str(self.key_file), database=self.db,
             dataset=str(self.path("fresh.jsonl")), clusters=self.audit_clusters(),
             controls=c.controls, alpha=c.alpha, max_len=c.max_len + c.forensics_max_tokens,
+            statistic=c.forensics_statistic,
             num_threads=c.num_threads, seed=c.seed), progress=False)
         write_json(v, self.path(f"forensics-{which}.json"))
 
