@@ -152,6 +152,10 @@ def _plt():
     return plt
 
 
+def _axes(width: float, height: float):
+    return _plt().subplots(figsize=(width, height))
+
+
 def _svg(fig) -> str:
     plt = _plt()
 
@@ -162,20 +166,25 @@ def _svg(fig) -> str:
     return s[s.index("<svg"):]
 
 
+def _legend(ax, **kw) -> None:
+    """One legend entry per label (many lines share one)."""
+    h, lab = ax.get_legend_handles_labels()
+    uniq = dict(zip(lab, h, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, **kw)
+
+
 def _short(name: str, x: dict) -> str:
     return f"{x['persona']} {name[-6:]}"
 
 
 def plot_timeline(run, s: dict) -> str:
-    plt = _plt()
-
     accts = s["accounts"]
     order = sorted(accts, key=lambda a: (accts[a]["role"] != "attack", accts[a]["persona"], a))
     y = {a: i for i, a in enumerate(order)}
     rows = [r for r in run._usage(run.db) if r["name"] in y]
     t0 = min(_t(r["created_at"]) for r in rows)
     colours = {200: "#4c956c", 403: "#d62828", 429: "#f4a261"}
-    fig, ax = plt.subplots(figsize=(10, 0.22 * len(order) + 1.5))
+    fig, ax = _axes(10, 0.22 * len(order) + 1.5)
     for code, col in colours.items():
         pts = [((_t(r["created_at"]) - t0) / 3600, y[r["name"]]) for r in rows
                if r["status_code"] == code]
@@ -195,8 +204,6 @@ def plot_timeline(run, s: dict) -> str:
 
 
 def plot_risk(run, s: dict) -> str:
-    plt = _plt()
-
     from distillery.audit import AuditConfig
 
     pol = AuditConfig(**run.cfg.audit)
@@ -207,7 +214,7 @@ def plot_risk(run, s: dict) -> str:
         for e in p["scores"]:
             series[e["entity"]].append((p["requests"], -math.log10(max(e["p"], 1e-300))))
         marks += [(p["requests"], d) for d in p["decisions"]]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = _axes(10, 4)
     for ent, pts in series.items():
         name = ent.removeprefix("account:")
         xs, ys = zip(*pts, strict=True)
@@ -224,9 +231,7 @@ def plot_risk(run, s: dict) -> str:
     for x, d in marks:
         ax.scatter([x], [-math.log10(max(d["p"], 1e-300))], marker=sym.get(d["action"], "o"),
                    s=40, c="k", zorder=3, label=d["action"])
-    h, lab = ax.get_legend_handles_labels()
-    uniq = dict(zip(lab, h, strict=True))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left")
+    _legend(ax, loc="upper left")
     ax.set_xlabel("requests of the timeline (an audit pass every "
                   f"{run.cfg.audit_every})")
     ax.set_ylabel("-log10 p (the window's combined score)")
@@ -235,9 +240,7 @@ def plot_risk(run, s: dict) -> str:
 
 
 def plot_leak(s: dict) -> str:
-    plt = _plt()
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes(6, 3.5)
     names, vals, lo, hi = [], [], [], []
     for key, label in (("before_block", "before the block"), ("counterfactual",
                                                               "counterfactual (no audit)")):
@@ -261,9 +264,7 @@ def plot_leak(s: dict) -> str:
 
 
 def plot_radioactivity(s: dict) -> str:
-    plt = _plt()
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes(7, 4)
     cols = {"before-block": "#4c956c", "counterfactual": "#d62828"}
     alpha = None
     for which, f in s["forensics"].items():
@@ -288,9 +289,7 @@ def plot_radioactivity(s: dict) -> str:
     ax.set_ylim(top=1.5)
     ax.set_xlabel("tokens (top-1) or windows (green mass) scored, global layer, de-duplicated")
     ax.set_ylabel("p-value (exact binomial, or Bernstein bound)")
-    h, lab = ax.get_legend_handles_labels()
-    uniq = dict(zip(lab, h, strict=True))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    _legend(ax)
     ax.set_title("Radioactivity: p against tokens scored (the verdict reads the last point)")
     return _svg(fig)
 
