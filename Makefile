@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo install test test-slow bench lint clean
+.PHONY: demo install install-llama test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Optional: the llama.cpp engine, 2-3x the torch engine's tokens/s on CPU (BENCHMARKS.md,
+# Engine). Builds llama.cpp from source: about 10 minutes on 2 cores.
+install-llama: $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install -e '.[llama]'
 
 demo: $(STAMP)
 	$(BIN)/distillery demo

@@ -18,6 +18,14 @@ def tiny_engine():
     return TorchEngine.from_name("tiny-random")
 
 
+@pytest.fixture(scope="session")
+def tiny_llama_engine():
+    """The same tiny weights on llama.cpp (exported to an fp32 GGUF; the [llama] extra)."""
+    from distillery.engine import LlamaCppEngine
+
+    return LlamaCppEngine("tiny-random")
+
+
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379"
 # what CI runs when a service the tests need is down (.ci/run starts them too)

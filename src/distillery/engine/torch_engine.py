@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from distillery.engine.batch import Batch, Row, holdback
@@ -36,10 +36,9 @@ from distillery.models.loader import LoadedModel, load
 log = logging.getLogger(__name__)
 
 
-def end_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> set[int]:
-    """Every id that ends a turn: the tokenizer's eos, the generation config's, <|im_end|> etc."""
+def end_token_ids(tokenizer: PreTrainedTokenizerBase, eos: int | list[int] | None) -> set[int]:
+    """Every id that ends a turn: the tokenizer's eos, the model's own (eos), <|im_end|> etc."""
     ids = {tokenizer.eos_token_id}
-    eos = model.generation_config.eos_token_id
     ids.update(eos if isinstance(eos, list) else [eos])
     for tok in ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<eos>"):
         tid = tokenizer.convert_tokens_to_ids(tok)
@@ -76,7 +75,7 @@ class TorchEngine:
         self.tokenizer = loaded.tokenizer
         self.model_name = loaded.spec.name
         self.max_batch_size = max_batch_size
-        self.end_ids = end_token_ids(self.tokenizer, self.model)
+        self.end_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         self.pad_id = self.tokenizer.pad_token_id
         self.device = self.model.device
         self.max_context = getattr(self.model.config, "max_position_embeddings", 8192)
