@@ -11,11 +11,17 @@ torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
-def tiny_engine():
+def tiny_torch_engine():
     """A 2-layer random Llama with SmolLM2's real tokenizer (cached after the first parse)."""
     from distillery.engine import TorchEngine
 
     return TorchEngine.from_name("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_torch_engine):
+    """The torch engine; tests/engine and tests/gateway run on every installed backend."""
+    return tiny_torch_engine
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,8 @@ ENGINES = ["torch", *(["llama"] if importlib.util.find_spec("llama_cpp") else []
 
 
 @pytest.fixture(scope="session", params=ENGINES)
-def tiny_engine(request, tiny_engine):
-    """The root fixture's torch engine, or the llama.cpp engine on its weights."""
-    if request.param == "torch":
-        return tiny_engine
-    return request.getfixturevalue("tiny_llama_engine")
+def tiny_engine(request):
+    return request.getfixturevalue(f"tiny_{request.param}_engine")
 
 
 @dataclass

@@ -65,9 +65,12 @@ class LlamaCppEngine(TorchEngine):
     cancellable = True
 
     def __init__(self, name: str, max_batch_size: int = 64, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int = 512):
+                 n_threads: int | None = None, n_batch: int = 512, flash_attn: bool = False):
         """n_ctx: KV cache cells shared by all running rows (default: the model's trained
-        context, at most 8,192); n_batch: tokens per step, prompt chunks included."""
+        context, at most 8,192); n_batch: tokens per step, prompt chunks included.
+        flash_attn: off by default: llama.cpp's flash attention decodes one row with other
+        numerics than several (logits apart by ~5e-2 on the tiny test model, 1e-6 without it),
+        so with it a row's tokens would depend on what else shares its batch."""
         import llama_cpp as ll
 
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its C log lines
@@ -83,17 +86,22 @@ class LlamaCppEngine(TorchEngine):
         threads = n_threads or torch.get_num_threads() or os.cpu_count()
 
         mparams = ll.llama_model_default_params()
+        # llama-cpp-python 0.3.36 built here (GGML_NATIVE on an AMX Xeon) segfaults in
+        # llama_decode on SmolLM2's Q4_1/Q8_0 weights with the extra (repacked/AMX) weight
+        # buffers; the plain CPU buffers work (BENCHMARKS.md, Engine serving)
+        mparams.use_extra_bufts = False
         self._model = ll.llama_model_load_from_file(str(gguf_file(name)).encode(), mparams)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {gguf_file(name)}")
         vocab = ll.llama_model_get_vocab(self._model)
         self.n_vocab = ll.llama_vocab_n_tokens(vocab)
-        eos = [t for t in (ll.llama_vocab_eos(vocab), ll.llama_vocab_eot(vocab)) if t >= 0]
-        self.end_ids = end_token_ids(self.tokenizer, eos)
+        self.end_ids = end_token_ids(self.tokenizer, ll.llama_vocab_eos(vocab))  # as torch's
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_ctx or min(ll.llama_model_n_ctx_train(self._model), 8192)
         cparams.n_batch = cparams.n_ubatch = self.n_batch
         cparams.n_seq_max = max_batch_size
+        cparams.flash_attn_type = (ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                   else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         cparams.kv_unified = True  # one pool of cells: a row uses what it needs
         cparams.n_threads = cparams.n_threads_batch = threads
         self._ctx = ll.llama_init_from_model(self._model, cparams)
@@ -202,6 +210,8 @@ class LlamaCppEngine(TorchEngine):
             raise RuntimeError(f"llama_decode failed ({rc})")
         if not ready:
             return [], torch.empty(0)
+        rank = {id(s): i for i, s in enumerate(running)}
+        ready.sort(key=lambda x: rank[id(x[0])])  # the rows' own order, as in the torch engine
         logits = np.stack([np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, i),
                                                  shape=(self.n_vocab,)) for _, i in ready])
         return [s for s, _ in ready], torch.from_numpy(logits)
