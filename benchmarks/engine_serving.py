@@ -59,9 +59,19 @@ def peak_rss_mb(pid: int) -> float:
 
 # -- bare llama-cpp-python (child process) ---------------------------------------------------
 def bare(model: str, clients: list[int], total: int, max_tokens: int, threads: int) -> None:
+    import llama_cpp.llama_cpp as llama_cpp  # the module `Llama` takes its defaults from
     from llama_cpp import Llama
 
     from distillery.models.loader import gguf_file
+
+    defaults = llama_cpp.llama_model_default_params
+
+    def plain_buffers():  # as LlamaCppEngine: the repacked/AMX buffers segfault here
+        p = defaults()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_model_default_params = plain_buffers
 
     llm = Llama(model_path=str(gguf_file(model)), n_ctx=2048, n_threads=threads,
                 n_threads_batch=threads, verbose=False)
