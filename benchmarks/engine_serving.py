@@ -123,7 +123,7 @@ def serve(engine: str, model: str, threads: int, tmp: Path) -> tuple[subprocess.
     from distillery import store
     from distillery.watermark import KeyRing
 
-    db = f"sqlite:///{tmp}/{engine}.db"
+    db = f"sqlite:///{tmp}/{engine}-{time.time_ns()}.db"
     store.migrate(db)
     sql = store.make_engine(db)
     store.create_account(sql, "bench")

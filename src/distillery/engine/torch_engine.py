@@ -263,11 +263,16 @@ class TorchEngine:
         final = logits / temp[:, None]
         top_p = torch.tensor([r.params.top_p for r in rows], device=logits.device)
         needs_top_p = [not r.params.greedy and r.params.top_p < 1 for r in rows]
-        if any(needs_top_p):
+        if all(needs_top_p):
+            final = _top_p_mask(final, top_p[:, None])
+        elif any(needs_top_p):
             masked = _top_p_mask(final, top_p[:, None])
             keep_mask = torch.tensor(needs_top_p, device=logits.device)[:, None]
             final = torch.where(keep_mask, masked, final)
-        tokens = final.argmax(-1)
+        # a (b, V) pass per step: only where some row decodes greedily (the others overwrite)
+        greedy = any(r.params.greedy for r in rows)
+        tokens = (final.argmax(-1) if greedy
+                  else torch.zeros(len(rows), dtype=torch.long, device=logits.device))
         samplers: dict[int, tuple[object, list[int]]] = {}
         plain = []
         for i, r in enumerate(rows):
