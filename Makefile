@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Optional: the llama.cpp engine, 2-3x the torch engine's tokens/s on CPU (BENCHMARKS.md,
-# Engine). Builds llama.cpp from source: about 10 minutes on 2 cores.
+# Optional: the llama.cpp engine, 2.3x the torch engine's tokens/s for one stream, 1.7x at 4
+# (BENCHMARKS.md, Engine serving). Builds llama.cpp from source: about 10 minutes on 2 cores.
 install-llama: $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install -e '.[llama]'
 
