@@ -9,9 +9,10 @@ its peak RSS (VmHWM) is its own; configurations are interleaved round after roun
 other processes hits them alike, and the median per configuration is reported.
 - llama, torch: `distillery serve --engine X --watermark kgw` (SQLite usage log), queried by
   `clients` concurrent official `openai` async clients, --requests requests in all per level.
-- bare: llama-cpp-python's `Llama.create_chat_completion` in one process, the same clients as
-  threads; `Llama` decodes one sequence at a time, so they queue on a lock (what a CPU user of
-  the binding gets). Its latency includes that wait, like the gateway's.
+- bare: llama-cpp-python's `Llama.create_completion` on the gateway's prompt text, in one
+  process, the same clients as threads; `Llama` decodes one sequence at a time, so they
+  queue on a lock (what a CPU user of the binding gets). Its latency includes that wait, like
+  the gateway's.
 Sampling T = 0.7, top-p 0.95, seeded. The API cannot ban the end token, so answers may end
 before --max-tokens: tokens/s is completion tokens (from `usage`) over wall time; p50 is the
 median request latency.
@@ -62,7 +63,8 @@ def bare(model: str, clients: list[int], total: int, max_tokens: int, threads: i
     import llama_cpp.llama_cpp as llama_cpp  # the module `Llama` takes its defaults from
     from llama_cpp import Llama
 
-    from distillery.models.loader import gguf_file
+    from distillery.models.chat import default_stop, format_chat
+    from distillery.models.loader import gguf_file, load_tokenizer
 
     defaults = llama_cpp.llama_model_default_params
 
@@ -76,13 +78,17 @@ def bare(model: str, clients: list[int], total: int, max_tokens: int, threads: i
     llm = Llama(model_path=str(gguf_file(model)), n_ctx=2048, n_threads=threads,
                 n_threads_batch=threads, verbose=False)
     lock = threading.Lock()
+    tok = load_tokenizer(model)
 
     def one(i: int) -> tuple[int, float]:
+        """The gateway's prompt text (our chat template, or the plain one of a base model,
+        with its stop), not the GGUF's own template: a base Gemma ends at once on that."""
         t = time.perf_counter()
         kw = request_kw(i, max_tokens, model)
+        prompt = format_chat(tok, kw.pop("messages"))
         kw.pop("model")
         with lock:
-            out = llm.create_chat_completion(**kw)
+            out = llm.create_completion(prompt, stop=default_stop(tok) or None, **kw)
         return out["usage"]["completion_tokens"], time.perf_counter() - t
 
     one(0)  # warm-up
