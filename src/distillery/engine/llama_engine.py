@@ -34,8 +34,6 @@ from distillery.engine.torch_engine import TorchEngine, end_token_ids
 from distillery.models.loader import gguf_file, load_tokenizer
 from distillery.models.registry import resolve
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(eq=False)  # compared by identity
 class _Seq:
@@ -121,6 +119,7 @@ class LlamaCppEngine(TorchEngine):
 
     @classmethod
     def from_name(cls, name: str, **kw) -> LlamaCppEngine:
+        """As TorchEngine.from_name (whose load() this engine does not use)."""
         return cls(name, **kw)
 
     def generate(self, *args, **kw):
