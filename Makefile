@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip --disable-pip-version-check -q
 export OMP_NUM_THREADS ?= 2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo install test test-slow bench lint clean
+.PHONY: demo install install-llama test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,13 +26,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Optional: the llama.cpp engine, 2.3x the torch engine's tokens/s for one stream, 1.7x at 4
+# (BENCHMARKS.md, Engine serving). Builds llama.cpp from source: about 10 minutes on 2 cores.
+install-llama: $(VENV)/.llama
+
+$(VENV)/.llama: $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install -e '.[llama]'
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/distillery experiment
 
 test: $(STAMP)
 	$(BIN)/pytest -q -x --timeout 600
 
-test-slow: $(STAMP)
+# the slow tier tests both engines on the real models: it installs the llama.cpp extra first
+test-slow: $(VENV)/.llama
 	$(BIN)/pytest -q -m slow --timeout 1800
 
 bench: $(STAMP)

@@ -11,11 +11,25 @@ torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
-def tiny_engine():
+def tiny_torch_engine():
     """A 2-layer random Llama with SmolLM2's real tokenizer (cached after the first parse)."""
     from distillery.engine import TorchEngine
 
     return TorchEngine.from_name("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_torch_engine):
+    """The torch engine; tests/engine and tests/gateway run on every installed backend."""
+    return tiny_torch_engine
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_engine():
+    """The same tiny weights on llama.cpp (exported to an fp32 GGUF; the [llama] extra)."""
+    from distillery.engine import LlamaCppEngine
+
+    return LlamaCppEngine("tiny-random")
 
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -126,9 +126,15 @@ def test_repetition_penalty_discourages_repeats(tiny_engine):
 
 
 def first_step_logits(engine, prompt):
-    ids = torch.tensor([engine.encode(prompt)])
-    with torch.inference_mode():
-        return engine.model(input_ids=ids).logits[0, -1].float()
+    """The model's raw next-token logits, as a processor sees them (works on any backend)."""
+    got = []
+
+    def spy(input_ids, scores):
+        got.append(scores[0].clone())
+        return scores
+
+    gen(engine, prompt, max_tokens=1, temperature=0, logits_processors=[spy])
+    return got[0]
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
@@ -232,14 +238,13 @@ def test_an_admitted_request_that_cannot_run_fails_alone(tiny_engine):
 
 
 def test_more_rows_than_the_batch_flow_in_as_rows_finish(tiny_engine):
-    from distillery.engine import TorchEngine
-    from distillery.models import LoadedModel, resolve
-
-    loaded = LoadedModel(resolve("tiny-random"), tiny_engine.model, tiny_engine.tokenizer)
-    small = TorchEngine(loaded, max_batch_size=2)
     reqs = [greedy(p, m) for p, m in zip(PROMPTS, [3, 17, 1, 9], strict=True)]
     alone = [tiny_engine.generate([r])[0].choices[0].token_ids for r in reqs]
-    assert [r.choices[0].token_ids for r in small.generate(reqs)] == alone
+    tiny_engine.max_batch_size = 2
+    try:
+        assert [r.choices[0].token_ids for r in tiny_engine.generate(reqs)] == alone
+    finally:
+        tiny_engine.max_batch_size = 64
 
 
 def test_cancelled_requests_stop_and_free_their_rows(tiny_engine):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import secrets
 from dataclasses import dataclass
 
@@ -12,6 +13,13 @@ from distillery import store
 from distillery.gateway import FakeEngine, RunningServer, ServeConfig, start_in_thread
 
 ADMIN = "admin-token-for-tests-0123456789"
+# Every installed backend: the llama.cpp engine (the [llama] extra) runs the same tiny weights.
+ENGINES = ["torch", *(["llama"] if importlib.util.find_spec("llama_cpp") else [])]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def tiny_engine(request):
+    return request.getfixturevalue(f"tiny_{request.param}_engine")
 
 
 @dataclass

@@ -12,6 +12,9 @@ from distillery.cli import UserError
               help="TOML file of ServeConfig settings (flags override it)")
 @click.option("--model", default=None, help="registered name, local HF directory, or 'fake' "
               "[default: smollm2-135m-instruct]")
+@click.option("--engine", type=click.Choice(["auto", "torch", "llama"]), default=None,
+              help="auto: llama.cpp when installed (pip install -e '.[llama]') and the model "
+              "ships a GGUF, else torch [default: auto]")
 @click.option("--watermark", type=click.Choice(["kgw", "gumbel", "none"]), default=None,
               help="mark every response with its account's key [default: kgw]")
 @click.option("--watermark-key", default=None, help="key ring file [default: "
@@ -35,7 +38,7 @@ from distillery.cli import UserError
               help="run the background extraction audit with this calibration")
 @click.option("--audit-config", default=None, type=click.Path(exists=True, dir_okay=False),
               help="TOML of audit settings (thresholds, interval)")
-def serve(config_file, model, watermark, watermark_key, database, redis_url, host, port,
+def serve(config_file, model, engine, watermark, watermark_key, database, redis_url, host, port,
           max_batch_size, max_queue, no_batching, hashes_only, rpm_limit, tpm_limit,
           simulated_clock, audit_calibration, audit_config) -> None:
     """Serve the teacher through an OpenAI-compatible API (Ctrl-C or SIGTERM to stop;
@@ -47,9 +50,9 @@ def serve(config_file, model, watermark, watermark_key, database, redis_url, hos
 
     try:
         config = ServeConfig.from_toml(
-            config_file, model=model, watermark=watermark, watermark_key=watermark_key,
-            database=database, redis_url=redis_url, host=host, port=port,
-            max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
+            config_file, model=model, engine=engine, watermark=watermark,
+            watermark_key=watermark_key, database=database, redis_url=redis_url, host=host,
+            port=port, max_batch_size=max_batch_size, max_queue=max_queue, rpm_limit=rpm_limit,
             tpm_limit=tpm_limit, dynamic_batching=False if no_batching else None,
             store_text=False if hashes_only else None, simulated_clock=simulated_clock,
             audit_calibration=audit_calibration, audit_config=audit_config)
@@ -68,10 +71,16 @@ def preflight(config) -> None:
 
     open_database(config.database).dispose()
     if config.model != "fake":
+        from distillery.engine import pick_engine
+
         spec = resolve(config.model)
         if not is_installed(spec):
             raise ModelNotInstalledError(
                 f"model {spec.name!r} is not installed: {spec.install_hint or 'see README'}")
+        try:
+            pick_engine(config.model, config.engine)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     if config.watermark != "none":
         from distillery.watermark import KeyRing
 

@@ -1,6 +1,7 @@
 """Batched generation: sampling parameters, logits processors, top-k logprobs, streaming."""
 
-from distillery.engine.base import Engine, chat_request, stream
+from distillery.engine.base import ENGINES, Engine, chat_request, load_engine, pick_engine, stream
+from distillery.engine.llama_engine import LlamaCppEngine
 from distillery.engine.params import (
     MAX_TOP_LOGPROBS,
     Choice,
@@ -15,7 +16,7 @@ from distillery.engine.params import (
 from distillery.engine.torch_engine import TorchEngine
 
 __all__ = [
-    "MAX_TOP_LOGPROBS", "Choice", "Engine", "GenerationRequest", "GenerationResult",
-    "LogitsProcessor", "SamplingParams", "StreamDelta", "TokenLogprob", "TokenSampler",
-    "TorchEngine", "chat_request", "stream",
+    "ENGINES", "MAX_TOP_LOGPROBS", "Choice", "Engine", "GenerationRequest", "GenerationResult",
+    "LlamaCppEngine", "LogitsProcessor", "SamplingParams", "StreamDelta", "TokenLogprob",
+    "TokenSampler", "TorchEngine", "chat_request", "load_engine", "pick_engine", "stream",
 ]

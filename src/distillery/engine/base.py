@@ -6,6 +6,7 @@ tokenizer, a model name and one batched `generate`. Streaming and chat are built
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +40,41 @@ class Engine(Protocol):
     ) -> list[GenerationResult]:
         """Run all requests (n choices each) in shared batches; report text as it is decoded."""
         ...
+
+
+ENGINES = ("auto", "torch", "llama")
+
+
+def pick_engine(model: str, engine: str = "auto") -> str:
+    """The backend for a model: "auto" is llama.cpp when llama-cpp-python is installed (the
+`[llama]` extra) and the model ships a GGUF (faster on CPU at every concurrency, BENCHMARKS.md,
+Engine), else torch (any Hugging Face model: students, local directories)."""
+    from distillery.models.registry import has_gguf, resolve
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    installed = importlib.util.find_spec("llama_cpp") is not None
+    gguf = model != "fake" and has_gguf(resolve(model))
+    if engine == "llama" and not installed:
+        raise ValueError("the llama engine needs llama-cpp-python: pip install -e '.[llama]' "
+                         "(it builds llama.cpp from source, about 10 minutes on 2 cores)")
+    if engine == "llama" and not gguf:
+        raise ValueError(f"model {model!r} ships no GGUF: serve it with --engine torch")
+    if engine != "auto":
+        return engine
+    return "llama" if installed and gguf else "torch"
+
+
+def load_engine(model: str, engine: str = "auto", dtype: str = "float32",
+                max_batch_size: int = 64) -> Engine:
+    """A backend by name (see pick_engine); dtype applies to the torch engine only."""
+    if pick_engine(model, engine) == "llama":
+        from distillery.engine.llama_engine import LlamaCppEngine
+
+        return LlamaCppEngine(model, max_batch_size=max_batch_size)
+    from distillery.engine.torch_engine import TorchEngine
+
+    return TorchEngine.from_name(model, dtype=dtype, max_batch_size=max_batch_size)
 
 
 def chat_request(

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from distillery.engine.batch import Batch, Row, holdback
@@ -36,10 +36,9 @@ from distillery.models.loader import LoadedModel, load
 log = logging.getLogger(__name__)
 
 
-def end_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> set[int]:
-    """Every id that ends a turn: the tokenizer's eos, the generation config's, <|im_end|> etc."""
+def end_token_ids(tokenizer: PreTrainedTokenizerBase, eos: int | list[int] | None) -> set[int]:
+    """Every id that ends a turn: the tokenizer's eos, the model's own (eos), <|im_end|> etc."""
     ids = {tokenizer.eos_token_id}
-    eos = model.generation_config.eos_token_id
     ids.update(eos if isinstance(eos, list) else [eos])
     for tok in ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<eos>"):
         tid = tokenizer.convert_tokens_to_ids(tok)
@@ -76,7 +75,7 @@ class TorchEngine:
         self.tokenizer = loaded.tokenizer
         self.model_name = loaded.spec.name
         self.max_batch_size = max_batch_size
-        self.end_ids = end_token_ids(self.tokenizer, self.model)
+        self.end_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         self.pad_id = self.tokenizer.pad_token_id
         self.device = self.model.device
         self.max_context = getattr(self.model.config, "max_position_embeddings", 8192)
@@ -264,11 +263,16 @@ class TorchEngine:
         final = logits / temp[:, None]
         top_p = torch.tensor([r.params.top_p for r in rows], device=logits.device)
         needs_top_p = [not r.params.greedy and r.params.top_p < 1 for r in rows]
-        if any(needs_top_p):
+        if all(needs_top_p):
+            final = _top_p_mask(final, top_p[:, None])
+        elif any(needs_top_p):
             masked = _top_p_mask(final, top_p[:, None])
             keep_mask = torch.tensor(needs_top_p, device=logits.device)[:, None]
             final = torch.where(keep_mask, masked, final)
-        tokens = final.argmax(-1)
+        # a (b, V) pass per step: only where some row decodes greedily (the others overwrite)
+        greedy = any(r.params.greedy for r in rows)
+        tokens = (final.argmax(-1) if greedy
+                  else torch.zeros(len(rows), dtype=torch.long, device=logits.device))
         samplers: dict[int, tuple[object, list[int]]] = {}
         plain = []
         for i, r in enumerate(rows):

@@ -35,10 +35,10 @@ def load_engine(config: ServeConfig):
         from distillery.gateway.fake import FakeEngine
 
         return FakeEngine(tokens=config.fake_tokens)
-    from distillery.engine import TorchEngine
+    from distillery.engine import load_engine
 
-    return TorchEngine.from_name(config.model, dtype=config.dtype,
-                                 max_batch_size=config.max_batch_size)
+    return load_engine(config.model, config.engine, dtype=config.dtype,
+                       max_batch_size=config.max_batch_size)
 
 
 def load_watermark(config: ServeConfig):

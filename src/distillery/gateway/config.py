@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 WATERMARKS = ("kgw", "gumbel", "none")
+ENGINES = ("auto", "torch", "llama")  # engine.ENGINES (not imported: it loads torch)
 LOOPS = ("auto", "uvloop", "asyncio")  # uvicorn's names; auto: uvloop when installed
 HTTP_IMPLS = ("auto", "httptools", "h11")  # auto: httptools when installed
 
@@ -14,6 +15,9 @@ HTTP_IMPLS = ("auto", "httptools", "h11")  # auto: httptools when installed
 @dataclass
 class ServeConfig:
     model: str = "smollm2-135m-instruct"  # a registered name, a local HF dir, or "fake"
+    # auto | torch | llama (engine.pick_engine): auto is llama.cpp when installed and the
+    # model ships a GGUF, else torch
+    engine: str = "auto"
     watermark: str = "kgw"  # every response carries its account's key (kgw | gumbel | none)
     watermark_key: str | None = None  # the key ring's file; None: $DISTILLERY_WATERMARK_KEY
     database: str | None = None  # SQLAlchemy URL; None: SQLite at $DISTILLERY_HOME
@@ -71,6 +75,8 @@ class ServeConfig:
         if self.watermark not in WATERMARKS:
             raise ValueError(f"watermark must be one of {', '.join(WATERMARKS)}, "
                              f"got {self.watermark!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         if self.http not in HTTP_IMPLS:

@@ -169,6 +169,29 @@ def load(name: str, dtype: str | torch.dtype = torch.float32) -> LoadedModel:
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer)
 
 
+def gguf_file(name: str) -> Path:
+    """The GGUF the llama.cpp engine runs: the shipped file, or for tiny-random an fp32 export
+    of the very weights `load` builds (written once, named by their hash)."""
+    spec = resolve(name)
+    if spec.source == "gguf-package":
+        return gguf_path(spec)
+    if spec.source != "tiny-random":
+        raise ValueError(f"model {spec.name!r} has no GGUF: serve it with the torch engine")
+    import hashlib
+
+    from distillery.models.gguf_export import write_llama_gguf
+
+    model = load(name).model
+    digest = hashlib.sha256()
+    for t in model.state_dict().values():
+        digest.update(t.numpy().tobytes())
+    target = cache_dir(spec) / f"gguf-{digest.hexdigest()[:16]}"
+    if not target.is_dir():
+        source = gguf_path(REGISTRY[spec.tokenizer_of])
+        _write_atomically(target, lambda d: write_llama_gguf(model, source, d / "model.gguf"))
+    return target / "model.gguf"
+
+
 def list_models() -> list[dict]:
     from distillery.models.registry import is_installed
 

@@ -126,6 +126,11 @@ def is_installed(spec: ModelSpec) -> bool:
     return spec.path is not None and spec.path.is_dir()
 
 
+def has_gguf(spec: ModelSpec) -> bool:
+    """Whether the llama.cpp engine can run it: a shipped GGUF, or tiny-random (exported)."""
+    return spec.source in ("gguf-package", "tiny-random")
+
+
 def gguf_path(spec: ModelSpec) -> Path:
     """Path of the GGUF file a package ships, assembling chunked packages once."""
     if not is_installed(spec):
