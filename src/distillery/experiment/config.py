@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 # benign personas (accounts x requests per account): hard negatives included
-DEMO_BENIGN = {"developer": (3, 24), "student": (4, 10), "writer": (2, 16),
-               "support_bot": (1, 60), "eval_run": (1, 40), "translation": (1, 40)}
-# the extraction: a campaign of 8 accounts in lockstep, 30 requests each
-DEMO_ATTACK = {"campaign": (8, 30)}
+DEMO_BENIGN = {"developer": (3, 20), "student": (4, 8), "writer": (2, 12),
+               "support_bot": (1, 48), "eval_run": (1, 40), "translation": (1, 32)}
+# the extraction: a campaign of 8 accounts in lockstep, 20 requests each
+DEMO_ATTACK = {"campaign": (8, 20)}
 # benign only, another seed: the audit's thresholds (never the scored traffic)
 DEMO_CALIBRATION = {"developer": (12, 120), "student": (20, 40), "writer": (8, 80),
                     "support_bot": (4, 250), "eval_run": (4, 200), "translation": (4, 200)}
@@ -25,7 +25,7 @@ class ExperimentConfig:
     # the provider
     teacher: str = "smollm2-135m-instruct"
     watermark: str = "kgw"  # kgw | gumbel: the gateway's scheme, per-account keys
-    generation_cap: int = 48  # new tokens served per answer, whatever max_tokens asks
+    generation_cap: int = 40  # new tokens served per answer, whatever max_tokens asks
     max_batch_size: int = 16
     # traffic (audit/simulate.py personas): benign accounts and the extraction
     benign: dict = field(default_factory=lambda: dict(DEMO_BENIGN))
@@ -44,12 +44,12 @@ class ExperimentConfig:
     student: str = "gemma-3-270m"
     epochs: float = 1.0
     batch_size: int = 8
-    max_len: int = 160
+    max_len: int = 128
     learning_rate: float = 2e-4
     # evaluation: held-out seed tasks the campaign never sent, answered by the teacher
     eval_prompts: int = 24
     # forensics: fresh unmarked teacher answers read by each student (the exact test)
-    forensics_texts: int = 48
+    forensics_texts: int = 40
     # mass: the green mass of each student's top-k distribution (more power; the texts are
     # unmarked, as it needs) | argmax: its top-1 token (exact binomial)
     forensics_statistic: str = "mass"

@@ -301,6 +301,8 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "n/a"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
         return f"{v:.3g}" if (abs(v) >= 1e-3 or v == 0) else f"{v:.2e}"
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
