@@ -97,10 +97,11 @@ def evaluate(cal: Calibration, h: Histories, labels: dict[str, Label],
     return results, fpr
 
 
-def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, step: int = 10
-                  ) -> tuple[int | None, int | None]:
+def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, step: int = 10,
+                  scorer: str = "combined") -> tuple[int | None, int | None]:
     """(queries until flagged, until blocked) of one history under the policy, a pass every
-    `step` of its queries, as the auditor does (None: never)."""
+    `step` of its queries, as the auditor does (None: never); `scorer`: whose p-value the
+    policy reads (the auditor's is "combined")."""
     from distillery.audit.config import AuditConfig
     from distillery.audit.policy import StrikeState, decide
 
@@ -110,7 +111,7 @@ def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, st
         s = size_for(n, cal.sizes)
         if s is None:
             continue
-        p = cal.score(rows[n - s:n], emb[n - s:n]).p_value
+        p = cal.score(rows[n - s:n], emb[n - s:n]).p_values[scorer]
         v = decide(p, list(range(n - s + 1, n + 1)), status, state, cfg)
         if v.strike:
             state, status = StrikeState(v.strikes, n), v.status

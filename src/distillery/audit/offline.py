@@ -23,7 +23,9 @@ def histories(requests: Iterable[Request], embedder: str) -> Histories:
     for r in sorted(requests, key=lambda q: q.t):
         by[r.account].append(row_from_request(r))
     flat = [r for rows in by.values() for r in rows]
-    emb = get_embedder(embedder).embed([r.text for r in flat])
+    texts = list(dict.fromkeys(r.text for r in flat))  # each distinct text embedded once
+    index = {t: i for i, t in enumerate(texts)}
+    emb = get_embedder(embedder).embed(texts)[[index[r.text] for r in flat]]
     out, i = {}, 0
     for a, rows in by.items():
         out[a] = (rows, emb[i:i + len(rows)])
@@ -32,15 +34,16 @@ def histories(requests: Iterable[Request], embedder: str) -> Histories:
 
 
 def cluster_windows(h: Histories, sizes: tuple[int, ...], min_accounts: int = 5,
-                    eps: float = 0.7) -> list[tuple[list[Row], np.ndarray]]:
-    """The pooled windows of the clusters found among these accounts (each size that fits)."""
+                    eps: float = 0.7) -> list[tuple[list[Row], np.ndarray, tuple[str, ...]]]:
+    """The pooled windows of the clusters found among these accounts (each size that fits),
+    with the cluster's members."""
     sigs = [signature(a, rows, emb) for a, (rows, emb) in h.items()]
     out = []
     for cl in find_clusters(sigs, eps, min_accounts):
         n = sum(len(h[a][0]) for a in cl.accounts)
         for s in sizes:
             if s <= n:
-                out.append(pooled(h, cl.accounts, s))
+                out.append((*pooled(h, cl.accounts, s), cl.accounts))
     return out
 
 
@@ -50,6 +53,4 @@ def calibrate_traffic(requests: Iterable[Request], embedder: str = "minilm",
     """Calibration from benign traffic only (the caller vouches for it: no labels are read).
     Benign clusters' pooled windows join the nulls, so a cluster is judged like an account."""
     h = histories(requests, embedder)
-    names = sorted(h)
-    null_half = {a: h[a] for a in names[1::2]}  # the half calibrate() uses for null windows
-    return calibrate(h, embedder, sizes, extra_windows=cluster_windows(null_half, sizes), seed=seed)
+    return calibrate(h, embedder, sizes, extra_windows=cluster_windows(h, sizes), seed=seed)
