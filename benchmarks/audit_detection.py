@@ -28,11 +28,10 @@ import time
 import numpy as np
 from scipy.stats import beta
 
+from distillery.audit import simulate as S
 from distillery.audit.calibrate import SCORERS
-from distillery.audit.evaluate import evaluate, queries_until
+from distillery.audit.evaluate import evaluate, passes, policy_replay
 from distillery.audit.offline import calibrate_traffic, histories
-from distillery.audit.simulate import (ATTACKS, BENIGN, CALIBRATION_MIX, DEFAULT_MIX, SimConfig,
-                                       simulate)
 
 FPRS = (0.003, 0.01)
 UNTIL = ("mmd", "prada", "novelty", "combined")
@@ -71,12 +70,13 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     t0 = time.time()
-    cal_reqs, _ = simulate(SimConfig(seed=a.cal_seed, mix=scaled(CALIBRATION_MIX,
+    cal_reqs, _ = S.simulate(S.SimConfig(seed=a.cal_seed, mix=scaled(S.CALIBRATION_MIX,
                                                                    a.cal_accounts)))
     cal = calibrate_traffic(cal_reqs, a.embedder)
     t_cal = time.time() - t0
-    mix = {k: ((a.attack_instances, v[1]) if k in ATTACKS else v) for k, v in DEFAULT_MIX.items()}
-    reqs, labels = simulate(SimConfig(seed=a.eval_seed, mix=mix))
+    mix = {k: ((a.attack_instances, v[1]) if k in S.ATTACKS else v)
+           for k, v in S.DEFAULT_MIX.items()}
+    reqs, labels = S.simulate(S.SimConfig(seed=a.eval_seed, mix=mix))
     labels = {lab.account: lab for lab in labels}
     h = histories(reqs, a.embedder)
     results, fpr = evaluate(cal, h, labels, FPRS)
@@ -87,20 +87,22 @@ def main() -> None:
         if lab.campaign:
             campaigns.setdefault(lab.persona, []).append(acc)
             continue
+        scored = passes(cal, rows, emb)
         for k in UNTIL:
             until[k].setdefault(lab.persona if lab.role == "attack" else "benign", []).append(
-                queries_until(cal, rows, emb, scorer=k))
+                policy_replay(scored, scorer=k))
     for persona, members in campaigns.items():
         camp = sorted((r.t, acc, i) for acc in members for i, r in enumerate(h[acc][0]))
         rows = [h[acc][0][i] for _, acc, i in camp]
         emb = np.stack([h[acc][1][i] for _, acc, i in camp])
+        scored = passes(cal, rows, emb)
         for k in UNTIL:
-            until[k][f"{persona}(pooled)"] = [queries_until(cal, rows, emb, scorer=k)]
+            until[k][f"{persona}(pooled)"] = [policy_replay(scored, scorer=k)]
     t_eval = time.time() - t0 - t_cal
     heldout, n_fpr = {}, 0
     if a.fpr_accounts > 0:
-        fmix = scaled(CALIBRATION_MIX, a.fpr_accounts)
-        freqs, _ = simulate(SimConfig(seed=a.fpr_seed, mix=fmix))
+        fmix = scaled(S.CALIBRATION_MIX, a.fpr_accounts)
+        freqs, _ = S.simulate(S.SimConfig(seed=a.fpr_seed, mix=fmix))
         n_fpr = len(freqs)
         heldout = held_out_fpr(cal, histories(freqs, a.embedder))
     elapsed = time.time() - t0
@@ -136,7 +138,7 @@ def main() -> None:
     if a.out:
         with open(a.out, "w") as fh:
             json.dump({"embedder": a.embedder, "fpr": fpr, "heldout": heldout,
-                       "scorers": list(SCORERS), "benign": list(BENIGN),
+                       "scorers": list(SCORERS), "benign": list(S.BENIGN),
                        "results": [r.__dict__ for r in results], "until": until,
                        "seconds": elapsed}, fh, indent=1, default=str)
 

@@ -5,8 +5,9 @@ harvester's own pools (harvest/prompts.py, data/seed_tasks.jsonl), as a real att
 harvester would. The careful attacks (`careful*`) copy a benign chat user's behaviour (sessions
 that resend their history, a browser client's parameters and user agent, human think times, no
 chain-of-thought wording) and keep only what extraction cannot give up: a sweep of a broad task
-space (their own hand-written material, audit/material.py CAREFUL_*), for coverage. Each persona is one small function of (rng, account, start, n) -> requests; `simulate`
-mixes instances of them over a time span and returns the traffic and the labels.
+space (their own hand-written material, audit/material.py CAREFUL_*), for coverage.
+Each persona is one small function of (rng, account, start, n) -> requests; `simulate` mixes
+instances of them over a time span and returns the traffic and the labels.
 """
 
 from __future__ import annotations
