@@ -201,11 +201,15 @@ def sliding(n: int, size: int, stride: int, cap: int) -> list[tuple[int, int]]:
 
 
 def calibrate(histories: dict[str, tuple[list[Row], np.ndarray]], embedder: str,
-              sizes: tuple[int, ...] = SIZES, ref_size: int = 100, cap: int = 30,
+              sizes: tuple[int, ...] = SIZES, ref_size: int = 100, cap: int = 60,
               extra_windows: list[tuple] | None = None, seed: int = 0) -> Calibration:
     """A calibration from benign accounts' histories (rows in time order, embeddings), leave
     one account out (module docstring). extra_windows: (rows, embeddings, member accounts),
-    e.g. benign clusters' pooled windows, compared without their members' samples."""
+    e.g. benign clusters' pooled windows, compared without their members' samples.
+
+    Windows slide by a quarter of their size (up to `cap` per account and size): overlapping
+    windows are not independent, but each is a draw of the null, and the empirical p-value's
+    floor 1 / (m + 1) must sit below the 0.3% a policy asks of it."""
     names = sorted(histories)
     index = {a: j for j, a in enumerate(names)}
     rng = np.random.default_rng(seed)
@@ -221,6 +225,6 @@ def calibrate(histories: dict[str, tuple[list[Row], np.ndarray]], embedder: str,
     for a in names:
         rows, emb = histories[a]
         for s in cal.sizes:
-            for i, j in sliding(len(rows), s, max(s // 2, 5), cap):
+            for i, j in sliding(len(rows), s, max(s // 4, 5), cap):
                 windows.append((rows[i:j], emb[i:j], (index[a],)))
     return cal.fit(windows)
