@@ -6,9 +6,10 @@ prompts embedded and L2-normalised; kernel = mean of RBF kernels at bandwidths
 al. 2012, eq. 3). H0: the window's prompts and the benign reference come from one distribution.
 A window's statistic is the minimum of MMD^2 over fixed benign reference samples
 (NearestReference says why the minimum, not the paper's mean); its null distribution is the
-same statistic (same window size, same samples, same reduction) over benign windows disjoint
-from the reference (calibrate.py), so the test's level is what that null says, not the
-conservative single-draw null of the paper.
+same statistic (same window size, same samples, same reduction) over benign windows, each
+compared without its own account's sample (calibrate.py: leave one account out), so the
+test's level is what that null says, not the conservative single-draw null of the paper.
+Deviations from the paper, side by side: BENCHMARKS.md, Audit.
 """
 
 from __future__ import annotations
