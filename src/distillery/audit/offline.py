@@ -39,9 +39,9 @@ def calibrate_traffic(requests: Iterable[Request], embedder: str = "minilm",
 
     The nulls hold accounts' windows only. A benign cluster's pooled window would be compared
     without its members' samples, and in a calibration a benign cluster is often a whole
-    persona (the six evaluation runs): without them the reference lacks that kind of traffic,
-    the window scores as novel, and such windows gave the MiniLM nulls a tail that sat above
-    every attacker (AUROC 0.98, TPR 0 at 1% for MMD and novelty). A cluster is scored against
-    the accounts' nulls; the benign clusters' false alarms are counted in evaluate.py."""
+    persona (the six evaluation runs): without them the reference lacks that kind of traffic
+    and the window scores as novel, a null value no deployed cluster of that kind would see.
+    A cluster is scored against the accounts' nulls; benign clusters' false alarms are
+    counted in evaluate.py."""
     h = histories(requests, embedder)
     return calibrate(h, embedder, sizes, seed=seed)
