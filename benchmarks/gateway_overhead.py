@@ -15,6 +15,11 @@ Each server runs in its own subprocess (this file with `--serve`), usage logging
   model, a canned answer): what the framework alone costs, between bare and gateway.
 - `gateway-redis`: the same with its rate limits in Redis (`--redis URL`), as gateway
   processes that share limits run.
+- `gateway-audit`: the gateway with its background auditor on (gateway/auditor.py: an audit
+  pass every `--audit-interval` s, hashing embedder, a benign calibration simulated here,
+  decisions recorded but not enforced so the benchmark's account keeps being served): what
+  the audit costs the requests (`--servers gateway,gateway-audit`). Both gateways write one
+  database, so the auditor reads the plain gateway's rows too (twice the work: conservative).
 
 Two clients. `raw`: a blocking socket (sequential) or asyncio streams (concurrent) sending
 pre-built HTTP/1.1 keep-alive requests and reading the response by its Content-Length, so
@@ -134,7 +139,8 @@ def fastapi_app():
     return app
 
 
-def serve(kind: str, port: int, database: str, loop: str, http: str, redis: str) -> None:
+def serve(kind: str, port: int, database: str, loop: str, http: str, redis: str,
+          audit: tuple[str, str] | None = None) -> None:
     import uvicorn
 
     if kind in ("bare", "fastapi"):
@@ -148,16 +154,32 @@ def serve(kind: str, port: int, database: str, loop: str, http: str, redis: str)
     from distillery.gateway import ServeConfig
     from distillery.gateway import serve as run
 
+    cal, conf = audit if kind == "gateway-audit" else (None, None)
     run(ServeConfig(model="fake", watermark="none", database=database, port=port,
                     rpm_limit=10**9, tpm_limit=10**9, max_queue=4096, log_level="warning",
-                    loop=loop, http=http, redis_url=redis if kind == "gateway-redis" else None))
+                    loop=loop, http=http, redis_url=redis if kind == "gateway-redis" else None,
+                    audit_calibration=cal, audit_config=conf))
+
+
+def audit_files(interval: float) -> tuple[str, str]:
+    """A benign calibration (hashing embedder) and an audit config that records decisions
+    without enforcing them, for the gateway-audit server."""
+    from distillery.audit.offline import calibrate_traffic
+    from distillery.audit.simulate import CALIBRATION_MIX, SimConfig, simulate
+
+    d = Path(tempfile.mkdtemp())
+    reqs, _ = simulate(SimConfig(seed=1, mix=CALIBRATION_MIX))
+    calibrate_traffic(reqs, "hashing").save(d / "calibration.npz")
+    (d / "audit.toml").write_text(f"[audit]\ninterval_s = {interval}\nenforce = false\n")
+    return str(d / "calibration.npz"), str(d / "audit.toml")
 
 
 # -- servers (benchmark side) ----------------------------------------------------------------
 class Server:
     """One server subprocess, from a spec `kind[:loop:http][@checkout]`."""
 
-    def __init__(self, spec: str, database: str, key: str, redis: str):
+    def __init__(self, spec: str, database: str, key: str, redis: str,
+                 audit: tuple[str, str] | None = None):
         self.spec, self.key = spec, key
         spec, _, checkout = spec.partition("@")
         kind, loop, http = (spec.split(":") + ["auto", "auto"])[:3]
@@ -169,7 +191,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", kind, "--port", str(self.port),
              "--database", database, "--loop", loop, "--http", http,
-             "--redis", redis],
+             "--redis", redis, *(["--audit", *audit] if audit else [])],
             env=env, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
         self.ps = psutil.Process(self.proc.pid)
@@ -435,22 +457,26 @@ def main() -> None:
     ap.add_argument("--no-httpx", action="store_true", help="skip the httpx client runs")
     ap.add_argument("--rate", type=float, default=500,
                     help="also send --requests at this fixed rate (open loop); 0: skip")
-    ap.add_argument("--serve", choices=["bare", "fastapi", "gateway", "gateway-redis"],
-                    help=argparse.SUPPRESS)
+    ap.add_argument("--audit-interval", type=float, default=1.0,
+                    help="gateway-audit: seconds between audit passes")
+    ap.add_argument("--serve", choices=["bare", "fastapi", "gateway", "gateway-redis",
+                                        "gateway-audit"], help=argparse.SUPPRESS)
+    ap.add_argument("--audit", nargs=2, help=argparse.SUPPRESS)  # calibration, config
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--http", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     if args.serve:
-        serve(args.serve, args.port, url, args.loop, args.http, args.redis)
+        serve(args.serve, args.port, url, args.loop, args.http, args.redis, args.audit)
         return
+    audit = audit_files(args.audit_interval) if "gateway-audit" in args.servers else None
     inproc = in_process(args.requests)
     key = new_key(url)
     servers: list[Server] = []
     try:
         for spec in args.servers.split(","):
-            servers.append(Server(spec, url, key, args.redis))
+            servers.append(Server(spec, url, key, args.redis, audit))
         res = measure(servers, args.requests, args.rounds, not args.no_httpx, args.rate)
     finally:
         for s in servers:

@@ -11,11 +11,12 @@ from distillery.gateway import FakeEngine, ServeConfig, start_in_thread
 # benign only, smaller than simulate.CALIBRATION_MIX (fast tier); seed 1 never scored
 CAL_MIX = {"developer": (12, 250), "student": (20, 60), "writer": (8, 150),
            "support_bot": (4, 500), "eval_run": (4, 400), "translation": (4, 400)}
-# the traffic scored: another seed; 50 x 20 campaign at full size
+# the traffic scored: another seed; the 50 x 20 campaigns (blatant, careful) at full size
 EVAL_MIX = {"developer": (6, 60), "student": (10, 25), "writer": (3, 40), "support_bot": (2, 250),
             "eval_run": (1, 250), "translation": (1, 200), "self_instruct": (1, 200),
             "taxonomy": (1, 200), "cot": (1, 200), "logprobs": (1, 200), "slow_low": (1, 100),
-            "mixed": (1, 250), "campaign": (50, 20)}
+            "mixed": (1, 250), "campaign": (50, 20), "careful": (1, 200),
+            "careful_mixed": (1, 250), "careful_campaign": (50, 20)}
 
 
 @pytest.fixture(scope="session")

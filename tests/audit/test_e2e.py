@@ -14,9 +14,14 @@ from distillery.audit.replay import provision, replay
 from distillery.audit.simulate import SimConfig, simulate
 from distillery.store.audit_models import AuditDecision, AuditRow
 
-ATTACKS = ("self_instruct", "taxonomy", "cot", "logprobs", "slow_low", "mixed", "campaign")
-PURE = ("self_instruct", "taxonomy", "cot", "logprobs")  # blocked within the budget
+PURE = ("self_instruct", "taxonomy", "cot", "logprobs", "careful")  # blocked within the budget
 BUDGET = 200  # requests an attacker of PURE gets served before its first 403
+# combined score on windows of 50 rows: (AUROC, TPR at FPR 1%) floors, with margin below what
+# this seed measures. The mixed-in careful attacker (30% of a support bot's requests) is the
+# one the audit does not catch: measured AUROC 0.89-0.93, TPR 0 (BENCHMARKS, Audit).
+FLOORS = {"self_instruct": (0.95, 0.8), "taxonomy": (0.95, 0.8), "cot": (0.95, 0.8),
+          "logprobs": (0.95, 0.8), "slow_low": (0.95, 0.8), "mixed": (0.95, 0.8),
+          "careful": (0.95, 0.5), "careful_mixed": (0.8, 0.0)}
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +88,20 @@ def test_pure_attackers_blocked_within_budget(audited):
 
 
 def test_every_attacker_is_flagged(audited):
+    """Every account of every attack persona; of the careful campaign, whose 20-request
+    accounts are each judged alone (they share no client, parameters or schedule to be
+    clustered by), at least 90% (measured: 92-100%). The mixed-in careful attacker is the
+    exception (BENCHMARKS, Audit)."""
     st = _statuses(audited["db"])
-    missed = {a: lab.persona for a, lab in audited["labels"].items()
-              if lab.role == "attack" and st[a] == "active"}
+    by: dict[str, list[str]] = {}
+    for a, lab in audited["labels"].items():
+        if lab.role == "attack":
+            by.setdefault(lab.persona, []).append(st[a])
+    missed = {p: v for p, v in by.items() if "active" in v
+              and p not in ("careful_mixed", "careful_campaign")}
     assert not missed
+    camp = by["careful_campaign"]
+    assert sum(s != "active" for s in camp) >= 0.9 * len(camp), camp
 
 
 def test_campaign_found_as_a_cluster(audited):
@@ -108,8 +123,7 @@ def test_detection_floors_per_attack_persona(audited, calibration):
     h = {a: auditor.history(ids[a], limit=10_000)[:2] for a in audited["labels"]}
     results, fpr = evaluate(cal, h, audited["labels"], fprs=(0.01,), size=50)
     combined = {r.persona: r for r in results if r.scorer == "combined"}
-    for persona in ("self_instruct", "taxonomy", "cot", "logprobs", "slow_low", "mixed"):
+    for persona, (auroc, tpr) in FLOORS.items():
         r = combined[persona]
-        assert r.auroc >= 0.95, r
-        assert r.tpr[0.01] >= 0.8, r
+        assert r.auroc >= auroc and r.tpr[0.01] >= tpr, r
     assert fpr["combined"][0.01] <= 0.03, fpr

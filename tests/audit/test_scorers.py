@@ -37,6 +37,24 @@ def test_nearest_reference_takes_the_closest_sample():
     assert ref.statistic(b[25:]) == pytest.approx(mmd2_unbiased(b[25:], b[:25], sigma), abs=1e-5)
 
 
+def test_novelty_moves_with_the_foreign_share_where_mmd_moves_with_its_square():
+    """30% foreign prompts in a window: novelty has moved ~0.3 of the way from a clean window
+    to a fully foreign one, MMD^2 only ~0.3^2 (mmd.NearestReference.novelty says why it
+    matters: extraction mixed into a product's traffic)."""
+    rng = np.random.default_rng(4)
+    home = _unit(rng.normal(size=(400, 16)) + np.eye(16)[0] * 2)
+    away = _unit(rng.normal(size=(100, 16)) + np.eye(16)[1] * 2)
+    ref = NearestReference([home[:200]], median_distance(home[:200]))
+    clean, foreign = home[200:300], away
+    mixed = np.concatenate([home[300:370], away[:30]])
+
+    def moved(f):
+        return (f(mixed) - f(clean)) / (f(foreign) - f(clean))
+
+    assert moved(ref.novelty) == pytest.approx(0.3, abs=0.05)
+    assert moved(ref.statistic) < 0.15
+
+
 def test_prada_min_distances_and_sweep_departs_from_normal():
     e = _unit(np.eye(4)[[0, 1, 0, 2]].astype(float) + 1e-9)
     d = min_distances(e)
@@ -76,7 +94,29 @@ def test_realised_fpr_on_held_out_benign_traffic(calibration):
     mix = {k: v for k, v in DEFAULT_MIX.items() if k in BENIGN}
     reqs, _ = simulate(SimConfig(seed=7, mix=mix, scale=0.6))
     pv = window_pvalues(cal, histories(reqs, "hashing"), size=50)
-    p = np.array([w["combined"] for ws in pv.values() for w in ws])
-    assert len(p) >= 50
-    assert (p <= 0.05).mean() <= 0.10
-    assert (p <= 0.01).mean() <= 0.04
+    for k in ("combined", "mmd", "novelty"):
+        p = np.array([w[k] for ws in pv.values() for w in ws])
+        assert len(p) >= 50
+        assert (p <= 0.05).mean() <= 0.10, k
+        assert (p <= 0.01).mean() <= 0.04, k
+
+
+def test_each_null_is_the_scored_statistic_on_benign_windows_of_the_same_size():
+    """The null of MMD (and of every scorer) holds exactly what `score` computes (the same
+    window size, reference samples and minimum over them) on the windows it was fitted on."""
+    from distillery.audit.calibrate import SCORERS, Calibration
+    from distillery.audit.offline import histories
+    from distillery.audit.simulate import SimConfig, simulate
+
+    reqs, _ = simulate(SimConfig(seed=8, mix={"developer": (6, 120), "student": (6, 60)}))
+    h = histories(reqs, "hashing")
+    names = sorted(h)
+    samples = [h[a][1][:60] for a in names[:4]]
+    cal = Calibration("hashing", median_distance(np.concatenate(samples)), samples, sizes=(20,))
+    windows = [(rows[i:i + 20], emb[i:i + 20]) for rows, emb in (h[a] for a in names[4:])
+               for i in range(0, len(rows) - 19, 10)]
+    cal.fit(windows)
+    for rows, emb in windows[1::2]:  # part B: the nulls
+        st = cal.score(rows, emb).stats
+        for k in SCORERS:
+            assert np.isclose(cal.nulls[20][k], st[k], rtol=1e-6, atol=1e-9).any(), k

@@ -53,6 +53,34 @@ def test_benign_material_is_not_drawn_from_the_attack_pools():
         assert not (_shingles(text) & attack), text
 
 
+def test_careful_attackers_copy_benign_behaviour_from_their_own_material():
+    """The careful personas: sessions with history, a browser client's parameters, no
+    chain-of-thought wording, and material shared with neither the benign personas nor the
+    harvester's pools; what is left to catch them is what they ask, not how."""
+    from distillery.audit.features import row_from_request
+    from distillery.harvest import prompts as P
+
+    careful = ("careful", "careful_mixed", "careful_campaign")
+    reqs, labels = simulate(SimConfig(seed=0, mix={"careful": (1, 120), "careful_mixed": (1, 120),
+                                                   "careful_campaign": (10, 12)}))
+    bmix = {k: v for k, v in DEFAULT_MIX.items() if k in BENIGN}
+    benign, _ = simulate(SimConfig(seed=0, mix=bmix, scale=0.3))
+    persona = {lab.account: lab.persona for lab in labels}
+    assert set(persona.values()) == set(careful)
+    other = set()
+    for p in P.seed_prompts() + P.taxonomy_prompts():
+        other |= _shingles(p.text)
+    for r in benign:
+        other |= _shingles(" ".join(m["content"] for m in r.messages) if r.messages else r.prompt)
+    rows = [row_from_request(r) for r in reqs if persona[r.account] != "careful_mixed"]
+    assert not any(r.cot or r.top_logprobs or r.n > 1 or r.max_tokens > 800 for r in rows)
+    assert 0.3 < sum(r.turns > 1 for r in rows) / len(rows) < 0.8  # conversations
+    assert all(r.ua.startswith(("OpenAI/", "curl/", "LangChain/")) for r in rows)
+    ours = {r.messages[-1]["content"] for r in reqs if persona[r.account] != "careful_mixed"}
+    assert len(ours) > 100  # a sweep, not a template
+    assert not any(_shingles(t) & other for t in ours)
+
+
 def test_unknown_persona_is_refused():
     with pytest.raises(ValueError, match="unknown personas"):
         SimConfig(mix={"hacker": (1, 1)})

@@ -1,24 +1,35 @@
 """Scorers of a window, and their calibration on benign traffic only.
 
-A window (an account's or a cluster's last W rows, W in SIZES) gets four statistics:
+A window (an account's or a cluster's last W rows, W in SIZES) gets five statistics:
 - `mmd`: MMD^2 to the nearest benign reference sample (mmd.py);
 - `prada`: 1 - Shapiro-Wilk W of the minimum query distances (prada.py);
+- `novelty`: the mean distance of the window's prompts to their nearest benign reference
+  prompt (mmd.NearestReference.novelty): linear in the share of foreign prompts, where MMD^2
+  is quadratic, so it keeps power on extraction mixed into benign traffic;
 - `behaviour`: Fisher's -2 sum log p over the behavioural features (features.BEHAVIOUR),
   each p the feature's empirical upper tail (in its suspicious direction) among benign windows;
-- `combined`: the same Fisher sum over mmd's and prada's empirical p-values and the features.
+- `combined`: the same Fisher sum over mmd's, prada's and novelty's empirical p-values and the
+  features.
 Each statistic's null is measured on benign windows of the same size scored the same way.
-mmd and prada get the empirical upper tail, (1 + #{null >= s}) / (m + 1), which cannot go
+mmd, prada and novelty get the empirical upper tail, (1 + #{null >= s}) / (m + 1), which cannot go
 below 1 / (m + 1). Fisher's sum assumes independent p-values, which these are not: behaviour
 and combined use Brown's method (Brown 1975, "A method for combining non-independent,
 one-sided tests of significance"): the sum is taken as c * chi^2_f with c and f matching the
 null's measured mean and variance, which reaches the small p-values a policy needs; the
 realised false-positive rate is then checked on held-out benign traffic (evaluate.py).
 
-Calibration (benign traffic only): the benign accounts split in two by name order; one half
-gives the MMD reference samples (up to `ref_size` prompts of each account), the other half's
-windows the nulls. The null windows
-alternate between part A (the per-feature tails inside behaviour/combined) and part B (the
-nulls of the four statistics), so no statistic is calibrated on the windows that defined it.
+Calibration (benign traffic only), leave one account out: every benign account gives a
+reference sample (up to `ref_size` of its prompts) and its windows to the nulls, and a null
+window's mmd and novelty are computed against the reference *without its own account's
+sample* (without its members' samples, for a benign cluster's pooled window). So the null
+is what a new, never-seen benign account scores against the full reference, up to one sample
+fewer in the minimum, which makes its statistics a little larger: conservative. (The first
+version split the accounts in two, one half reference, one half nulls: with two support
+products, a calibration whose reference half held only one of them let every bot of the
+other score as novel on held-out traffic; the leave-one-out reference holds both halves.)
+The null windows alternate between part A (the per-feature tails inside behaviour/combined)
+and part B (the nulls of the five statistics), so no statistic is calibrated on the windows
+that defined it.
 """
 
 from __future__ import annotations
@@ -35,7 +46,9 @@ from distillery.audit.mmd import NearestReference, median_distance
 from distillery.audit.prada import prada
 
 SIZES = (20, 50, 100, 200)
-SCORERS = ("mmd", "prada", "behaviour", "combined")
+SCORERS = ("mmd", "prada", "novelty", "behaviour", "combined")
+CONTENT = ("mmd", "prada", "novelty")  # statistics of the embeddings, each an empirical tail
+FORMAT = 2  # calibration file format: 2 added novelty
 
 
 @dataclass(frozen=True)
@@ -90,31 +103,33 @@ class Calibration:
         self.nulls: dict[int, dict[str, np.ndarray]] = {}  # part B: per scorer
         self.n_null: dict[int, int] = {}
 
-    def _raw(self, rows: list[Row], emb: np.ndarray) -> tuple[dict, dict]:
+    def _raw(self, rows: list[Row], emb: np.ndarray, exclude: tuple[int, ...] = ()
+             ) -> tuple[dict, dict]:
         feats = window_features(rows, emb)
-        return feats, {"mmd": self.ref.statistic(emb), "prada": prada(emb).score}
+        return feats, {"mmd": self.ref.statistic(emb, exclude), "prada": prada(emb).score,
+                       "novelty": self.ref.novelty(emb, exclude)}
 
     def _stats(self, size: int, feats: dict, raw: dict) -> tuple[dict, dict]:
         tails = self.tails[size]
         pf = [_tail(tails[name], sign * feats[name]) for name, sign in BEHAVIOUR]
-        pm, pp = _tail(tails["mmd"], raw["mmd"]), _tail(tails["prada"], raw["prada"])
-        stats = {"mmd": raw["mmd"], "prada": raw["prada"], "behaviour": _fisher(pf),
-                 "combined": _fisher([pm, pp, *pf])}
-        comp = {"mmd": pm, "prada": pp, **{n: p for (n, _), p in zip(BEHAVIOUR, pf, strict=True)}}
+        pc = {k: _tail(tails[k], raw[k]) for k in CONTENT}
+        stats = {**raw, "behaviour": _fisher(pf), "combined": _fisher([*pc.values(), *pf])}
+        comp = {**pc, **{n: p for (n, _), p in zip(BEHAVIOUR, pf, strict=True)}}
         return stats, comp
 
-    def fit(self, windows: list[tuple[list[Row], np.ndarray]]) -> Calibration:
-        """Fill tails and nulls from benign null windows (rows in time order, embeddings)."""
+    def fit(self, windows: list[tuple]) -> Calibration:
+        """Fill tails and nulls from benign null windows: (rows in time order, embeddings[,
+        indices of the reference samples the window must not be compared with])."""
         by_size: dict[int, list[tuple[dict, dict]]] = {s: [] for s in self.sizes}
-        for rows, emb in windows:
+        for rows, emb, *exclude in windows:
             if len(rows) in by_size:
-                by_size[len(rows)].append(self._raw(rows, emb))
+                by_size[len(rows)].append(self._raw(rows, emb, *exclude))
         for s, raws in by_size.items():
             if len(raws) < 20:
                 raise ValueError(f"only {len(raws)} benign windows of {s} rows: calibrate on "
                                  "more benign traffic (or fewer window sizes)")
             part_a, part_b = raws[0::2], raws[1::2]
-            tails = {"mmd": [r["mmd"] for _, r in part_a], "prada": [r["prada"] for _, r in part_a]}
+            tails = {k: [r[k] for _, r in part_a] for k in CONTENT}
             for name, sign in BEHAVIOUR:
                 tails[name] = [sign * f[name] for f, _ in part_a]
             self.tails[s] = {k: np.sort(np.asarray(v)) for k, v in tails.items()}
@@ -148,7 +163,7 @@ class Calibration:
             for k, v in self.nulls[s].items():
                 arrays[f"null/{s}/{k}"] = v
         meta = {"embedder": self.embedder, "sigma": self.sigma, "sizes": list(self.sizes),
-                "n_null": self.n_null}
+                "n_null": self.n_null, "format": FORMAT}
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
         Path(path).write_bytes(buf.getvalue())
@@ -161,6 +176,10 @@ class Calibration:
         except (OSError, ValueError, KeyError) as e:
             raise ValueError(f"{path} is not an audit calibration ({e}); make one with "
                              "`distillery audit calibrate`") from None
+        if meta.get("format", 1) != FORMAT:
+            raise ValueError(f"{path} is an audit calibration of format {meta.get('format', 1)}"
+                             f", this version scores format {FORMAT}: run `distillery audit "
+                             "calibrate` again")
         pool, off = z["pool"], z["offsets"]
         samples = [pool[i:j] for i, j in zip(off[:-1], off[1:], strict=True)]
         c = cls(meta["embedder"], meta["sigma"], samples, tuple(meta["sizes"]))
@@ -182,24 +201,30 @@ def sliding(n: int, size: int, stride: int, cap: int) -> list[tuple[int, int]]:
 
 
 def calibrate(histories: dict[str, tuple[list[Row], np.ndarray]], embedder: str,
-              sizes: tuple[int, ...] = SIZES, ref_size: int = 100, cap: int = 30,
-              extra_windows: list[tuple[list[Row], np.ndarray]] | None = None,
-              seed: int = 0) -> Calibration:
-    """A calibration from benign accounts' histories (rows in time order, embeddings)."""
+              sizes: tuple[int, ...] = SIZES, ref_size: int = 100, cap: int = 60,
+              extra_windows: list[tuple] | None = None, seed: int = 0) -> Calibration:
+    """A calibration from benign accounts' histories (rows in time order, embeddings), leave
+    one account out (module docstring). extra_windows: (rows, embeddings, member accounts),
+    e.g. benign clusters' pooled windows, compared without their members' samples.
+
+    Windows slide by a quarter of their size (up to `cap` per account and size): overlapping
+    windows are not independent, but each is a draw of the null, and the empirical p-value's
+    floor 1 / (m + 1) must sit below the 0.3% a policy asks of it."""
     names = sorted(histories)
-    ref_names, null_names = names[0::2], names[1::2]
+    index = {a: j for j, a in enumerate(names)}
     rng = np.random.default_rng(seed)
     samples = []
-    for a in ref_names:
+    for a in names:
         emb = histories[a][1]
         pick = np.sort(rng.choice(len(emb), min(ref_size, len(emb)), replace=False))
         samples.append(emb[pick].astype(np.float32))
     sigma = median_distance(np.concatenate(samples), seed=seed)
     cal = Calibration(embedder, sigma, samples, sizes)
-    windows = list(extra_windows or [])
-    for a in null_names:
+    windows = [(rows, emb, tuple(index[a] for a in members))
+               for rows, emb, members in extra_windows or []]
+    for a in names:
         rows, emb = histories[a]
         for s in cal.sizes:
-            for i, j in sliding(len(rows), s, max(s // 2, 5), cap):
-                windows.append((rows[i:j], emb[i:j]))
+            for i, j in sliding(len(rows), s, max(s // 4, 5), cap):
+                windows.append((rows[i:j], emb[i:j], (index[a],)))
     return cal.fit(windows)

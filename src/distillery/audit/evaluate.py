@@ -97,21 +97,29 @@ def evaluate(cal: Calibration, h: Histories, labels: dict[str, Label],
     return results, fpr
 
 
-def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, step: int = 10
-                  ) -> tuple[int | None, int | None]:
-    """(queries until flagged, until blocked) of one history under the policy, a pass every
-    `step` of its queries, as the auditor does (None: never)."""
+def passes(cal: Calibration, rows: list, emb: np.ndarray, step: int = 10
+           ) -> list[tuple[int, int, dict[str, float]]]:
+    """(queries so far, window size, p-values) of a pass every `step` queries of one history,
+    each scoring the last window, as the auditor does."""
+    out = []
+    for n in range(step, len(rows) + 1, step):
+        s = size_for(n, cal.sizes)
+        if s is not None:
+            out.append((n, s, cal.score(rows[n - s:n], emb[n - s:n]).p_values))
+    return out
+
+
+def policy_replay(scored: list[tuple[int, int, dict[str, float]]], config=None,
+                  scorer: str = "combined") -> tuple[int | None, int | None]:
+    """(queries until flagged, until blocked) under the policy reading `scorer`'s p-value
+    (the auditor's is "combined") at each pass of `passes` (None: never)."""
     from distillery.audit.config import AuditConfig
     from distillery.audit.policy import StrikeState, decide
 
     cfg = config or AuditConfig()
     state, status, flagged, blocked = StrikeState(), "active", None, None
-    for n in range(step, len(rows) + 1, step):
-        s = size_for(n, cal.sizes)
-        if s is None:
-            continue
-        p = cal.score(rows[n - s:n], emb[n - s:n]).p_value
-        v = decide(p, list(range(n - s + 1, n + 1)), status, state, cfg)
+    for n, s, ps in scored:
+        v = decide(ps[scorer], list(range(n - s + 1, n + 1)), status, state, cfg)
         if v.strike:
             state, status = StrikeState(v.strikes, n), v.status
             flagged = flagged or n
@@ -119,3 +127,10 @@ def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, st
                 blocked = n
                 break
     return flagged, blocked
+
+
+def queries_until(cal: Calibration, rows: list, emb: np.ndarray, config=None, step: int = 10,
+                  scorer: str = "combined") -> tuple[int | None, int | None]:
+    """(queries until flagged, until blocked) of one history under the policy, a pass every
+    `step` of its queries (None: never)."""
+    return policy_replay(passes(cal, rows, emb, step), config, scorer)

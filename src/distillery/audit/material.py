@@ -120,3 +120,60 @@ TRANSLATION_SENTENCES = [
     "The invoice is attached to this message.", "Dinner is served from 7 pm in the main hall.",
 ]
 TRANSLATION_LANGS = ["German", "French", "Spanish", "Japanese", "Portuguese"]
+
+# -- the careful attacker's own material (simulate.careful): a task space written the way
+# people ask, swept for coverage. Never drawn from the benign lists above nor from the
+# harvester's pools, and free of chain-of-thought wording (features.COT).
+CAREFUL_TOPICS = {
+    "science": ["how tides are caused by the moon", "why some metals rust and others don't",
+                "what dark matter is supposed to be", "how bats navigate in the dark",
+                "why leaves change colour in autumn", "how lightning forms in a storm cloud"],
+    "maths": ["what a logarithm actually does", "why you can't divide by zero",
+              "how compound growth differs from linear growth", "what a standard deviation "
+              "tells you", "how the Monty Hall problem works", "what makes a number irrational"],
+    "coding": ["when to use a linked list instead of an array", "what a race condition is",
+               "how garbage collection decides what to free", "what big-O notation measures",
+               "how public key encryption lets strangers talk securely",
+               "what a database index does under the hood"],
+    "law": ["the difference between a misdemeanour and a felony", "what a non-compete clause "
+            "can legally stop", "how small claims court works", "what fair use allows",
+            "the difference between a will and a trust", "what tenant deposit rules usually say"],
+    "medicine": ["how antibiotics differ from antivirals", "what blood pressure numbers mean",
+                 "why fevers happen", "how anaesthesia puts you under", "what cholesterol "
+                 "does in the body", "how allergies develop in adults"],
+    "economics": ["why central banks raise interest rates", "what causes a recession",
+                  "how tariffs affect prices at home", "what a bond yield is",
+                  "why housing gets expensive in big cities", "how supply chains create "
+                  "shortages"],
+    "cooking": ["why bread dough needs to rest", "how to keep a steak juicy", "what emulsifying "
+                "a sauce means", "why onions make you cry", "how fermentation makes kimchi "
+                "sour", "the difference between baking soda and baking powder"],
+    "philosophy": ["what the trolley problem is meant to show", "what Stoicism says about "
+                   "anger", "the ship of Theseus puzzle", "what utilitarianism gets wrong",
+                   "what free will debates are about", "what Plato's cave stands for"],
+    "geography": ["why deserts form where they do", "how fjords were carved",
+                  "why the Dead Sea is so salty", "what causes monsoons", "how river deltas "
+                  "grow", "why Iceland has so many volcanoes"],
+    "career": ["how to negotiate a first salary", "what to say in a resignation email",
+               "how to explain a gap in a CV", "how to ask for a promotion", "what makes a "
+               "good answer to 'tell me about yourself'", "how to give feedback to a peer"],
+    "music": ["why a minor chord sounds sad", "what syncopation is", "how a guitar pickup "
+              "works", "what makes a melody catchy", "how orchestras tune before a concert",
+              "what a key change does in a pop song"],
+    "sports": ["how the offside rule works in football", "why marathon runners hit the wall",
+               "how tennis scoring got so strange", "what a good swimming stroke looks like",
+               "how cycling teams use drafting", "what VO2 max measures"],
+}
+CAREFUL_FRAMES = ["I was wondering about {t}, could you explain?", "quick question: {t}?",
+                  "my kid asked me about {t} and I had no idea what to say",
+                  "Can you help me understand {t}?", "been reading about {t}. what's the gist?",
+                  "Settle a debate for us: {t}", "what should I know about {t}",
+                  "Could you give me a clear overview of {t}?",
+                  "hi! I'm curious about {t}", "how would you describe {t} to a friend?"]
+CAREFUL_FOLLOWUPS = ["interesting, could you go a bit deeper?", "can you give me a concrete "
+                     "example of that?", "what do people usually get wrong about it?",
+                     "and how would an expert look at it differently?", "nice. what's the "
+                     "most surprising part?", "could you compare it with something similar?",
+                     "what are the main exceptions to that?", "is there a simple rule of "
+                     "thumb for it?"]
+CAREFUL_SYSTEM = "You are a helpful, knowledgeable assistant."

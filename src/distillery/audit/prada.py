@@ -4,7 +4,10 @@ clients give distances that look normally distributed, extraction sweeps do not.
 
 H0: the window's minimum distances are a normal sample; Shapiro-Wilk's W (scipy.stats.shapiro)
 tests it. The score is 1 - W (larger: less normal, more suspicious); its alarm threshold comes
-from benign windows (calibrate.py), as PRADA sets delta on benign clients.
+from benign windows (calibrate.py), as PRADA sets delta on benign clients. Deviations from the
+paper: one distance set (a prompt has no predicted class to split by), and the earlier queries
+within the scored window of W rows rather than the client's whole growing history, so PRADA
+shares the other scorers' windows, calibration and policy (BENCHMARKS.md, Audit).
 """
 
 from __future__ import annotations

@@ -20,12 +20,13 @@ def as_dicts(res: PassResult) -> list[dict]:
 
 
 def write_html(path: str | Path, res: PassResult) -> None:
-    head = ["entity", "accounts", "p (combined)", "p mmd", "p prada", "p behaviour", "window",
+    head = ["entity", "accounts", "p (combined)", "p mmd", "p prada", "p novelty", "p behaviour",
+            "window",
             *SHOWN]
     lines = []
     for d in as_dicts(res):
         cells = [d["entity"], str(len(d["accounts"])), f"{d['p_value']:.4g}",
-                 *(f"{d['p_values'][k]:.3g}" for k in ("mmd", "prada", "behaviour")),
+                 *(f"{d['p_values'][k]:.3g}" for k in ("mmd", "prada", "novelty", "behaviour")),
                  f"{d['window_size']} ({d['window_start'][:16]} .. {d['window_end'][:16]})",
                  *(f"{d['features'][k]:.3g}" for k in SHOWN)]
         lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

@@ -1,9 +1,13 @@
 """Traffic simulator: benign personas (hard negatives included) and extraction attacks.
 
-Benign personas speak from audit/material.py (hand-written); attacks draw from the harvester's
-own pools (harvest/prompts.py, data/seed_tasks.jsonl), as a real attacker using our harvester
-would. Each persona is one small function of (rng, account, start, n) -> requests; `simulate`
-mixes instances of them over a time span and returns the traffic and the labels.
+Benign personas speak from audit/material.py (hand-written); the blatant attacks draw from the
+harvester's own pools (harvest/prompts.py, data/seed_tasks.jsonl), as a real attacker using our
+harvester would. The careful attacks (`careful*`) copy a benign chat user's behaviour (sessions
+that resend their history, a browser client's parameters and user agent, human think times, no
+chain-of-thought wording) and keep only what extraction cannot give up: a sweep of a broad task
+space (their own hand-written material, audit/material.py CAREFUL_*), for coverage.
+Each persona is one small function of (rng, account, start, n) -> requests; `simulate` mixes
+instances of them over a time span and returns the traffic and the labels.
 """
 
 from __future__ import annotations
@@ -203,18 +207,68 @@ def mixed_product(rng, account, start, n, share: float = 0.3):
     return out
 
 
+# -- careful attacks: benign behaviour, extraction's coverage ---------------------------------
+# the parameter sets of benign chat clients (a client library's default, a temperature knob)
+_CAREFUL_PARAMS = [{}, {"temperature": 0.7}, {"temperature": 0.2},
+                   {"temperature": 0.9, "max_tokens": 800}]
+
+
+def _sweep_openers(rng):
+    """Endless session openers covering the task space: every topic once per round, in a fresh
+    order, each in a randomly chosen human phrasing."""
+    topics = [t for ts in M.CAREFUL_TOPICS.values() for t in ts]
+    while True:
+        rng.shuffle(topics)
+        for t in topics:
+            yield rng.choice(M.CAREFUL_FRAMES).format(t=t)
+
+
+def _careful(rng, account, start, n, openers, system=None, gap=1200.0):
+    """Sessions of 1-4 turns (history resent), think times 30-300 s, ~`gap` s between them."""
+    ua, params = rng.choice(BROWSER_UAS), rng.choice(_CAREFUL_PARAMS)
+    return _sessions(lambda t: _session(
+        rng, account, t, ua, next(openers), M.CAREFUL_FOLLOWUPS, rng.randint(1, 4), params,
+        (30, 300), system), rng, start, n, gap)
+
+
+def careful(rng, account, start, n):
+    """One account that behaves like a curious chat user but sweeps the task space."""
+    return _careful(rng, account, start, n, _sweep_openers(rng))
+
+
+def careful_mixed(rng, account, start, n, share: float = 0.3):
+    """A real product's support traffic with careful sessions in `share` of its requests,
+    sent by the product's own client (its user agent, parameters and timing) under a generic
+    system prompt, so the system-prompt share and the clock are the product's."""
+    benign = support_bot(rng, account, start, n)
+    sneak = iter(_careful(rng, account, start, n, _sweep_openers(rng), M.CAREFUL_SYSTEM))
+    return [Request(r.t, account, messages=next(sneak).messages, params=r.params,
+                    user_agent=r.user_agent) if rng.random() < share else r for r in benign]
+
+
+def careful_campaign(rng, accounts: list[str], start: float, n: int) -> list[Request]:
+    """The careful sweep spread over many accounts: one shared sweep (no topic asked twice
+    until all are), but each account with its own client, parameters and schedule (starts
+    spread over a day, human timing, nothing in lockstep)."""
+    openers = _sweep_openers(rng)
+    return [r for a in accounts
+            for r in _careful(rng, a, start + rng.uniform(0, DAY), n, openers)]
+
+
 BENIGN: dict[str, Callable] = {"developer": developer, "student": student, "writer": writer,
                                "support_bot": support_bot, "eval_run": eval_run,
                                "translation": translation}
 ATTACKS: dict[str, Callable] = {"self_instruct": self_instruct, "taxonomy": taxonomy_sweep,
                                 "cot": cot_elicitation, "logprobs": logprob_harvest,
-                                "slow_low": slow_and_low, "mixed": mixed_product}
+                                "slow_low": slow_and_low, "mixed": mixed_product,
+                                "careful": careful, "careful_mixed": careful_mixed}
 # accounts x requests per account, at scale 1
 DEFAULT_MIX: dict[str, tuple[int, int]] = {
     "developer": (8, 120), "student": (12, 40), "writer": (5, 80), "support_bot": (2, 400),
     "eval_run": (2, 400), "translation": (2, 300),
     "self_instruct": (2, 300), "taxonomy": (2, 300), "cot": (2, 300), "logprobs": (2, 300),
-    "slow_low": (2, 150), "mixed": (2, 400), "campaign": (50, 20)}
+    "slow_low": (2, 150), "mixed": (2, 400), "campaign": (50, 20),
+    "careful": (2, 300), "careful_mixed": (2, 400), "careful_campaign": (50, 20)}
 
 
 # benign only, longer histories: calibration traffic (enough null windows of 200 rows)
@@ -232,7 +286,7 @@ class SimConfig:
     prefix: str = ""  # prepended to account names (two simulations into one database)
 
     def __post_init__(self) -> None:
-        known = set(BENIGN) | set(ATTACKS) | {"campaign"}
+        known = set(BENIGN) | set(ATTACKS) | set(CAMPAIGNS)
         bad = set(self.mix) - known
         if bad:
             raise ValueError(f"unknown personas {sorted(bad)}; valid: {', '.join(sorted(known))}")
@@ -256,6 +310,9 @@ def campaign(rng, accounts: list[str], start: float, n: int) -> list[Request]:
     return out
 
 
+CAMPAIGNS: dict[str, Callable] = {"campaign": campaign, "careful_campaign": careful_campaign}
+
+
 def _name(config: SimConfig, persona: str, i: int) -> str:
     """An opaque account name: the persona is in the labels only, never in the traffic."""
     h = hashlib.sha256(f"{config.seed}/{persona}/{i}".encode()).hexdigest()[:10]
@@ -269,10 +326,10 @@ def simulate(config: SimConfig) -> tuple[list[Request], list[Label]]:
     labels: list[Label] = []
     for persona, (n_acc, n_req) in config.mix.items():
         n = max(1, round(n_req * config.scale))
-        if persona == "campaign":
+        if persona in CAMPAIGNS:
             names = [_name(config, persona, i) for i in range(n_acc)]
-            reqs += campaign(rng, names, EPOCH + rng.uniform(0, config.days * DAY), n)
-            labels += [Label(a, "campaign", "attack", f"campaign-{config.seed}") for a in names]
+            reqs += CAMPAIGNS[persona](rng, names, EPOCH + rng.uniform(0, config.days * DAY), n)
+            labels += [Label(a, persona, "attack", f"{persona}-{config.seed}") for a in names]
             continue
         role = "benign" if persona in BENIGN else "attack"
         fn = BENIGN.get(persona) or ATTACKS[persona]

@@ -107,6 +107,7 @@ def run_cmd(database, calibration, config_file, dry_run, rescore_all, as_json, r
     for r in ranked:
         click.echo(f"  p={r['p_value']:<9.4g} {r['entity']:<40} n={r['window_size']:<4} "
                    f"mmd_p={r['p_values']['mmd']:.3g} prada_p={r['p_values']['prada']:.3g} "
+                   f"novelty_p={r['p_values']['novelty']:.3g} "
                    f"behaviour_p={r['p_values']['behaviour']:.3g}")
 
 
