@@ -19,7 +19,7 @@ from pathlib import Path
 # accounts x requests of each extraction persona (a campaign spreads over accounts)
 ATTACKS = {"campaign": (8, 30), "taxonomy": (1, 240), "cot": (1, 240), "self_instruct": (1, 240),
            "logprobs": (1, 240), "mixed": (1, 240), "slow_low": (1, 120),
-           "careful": (1, 240), "careful_mixed": (1, 240)}
+           "careful": (1, 240), "careful_mixed": (1, 240), "careful_campaign": (8, 30)}
 
 
 def row(persona: str, s: dict) -> dict:

@@ -59,13 +59,13 @@ class ExperimentConfig:
     num_threads: int | None = None  # torch threads (None: torch's default)
 
     def __post_init__(self) -> None:
-        from distillery.audit.simulate import ATTACKS, BENIGN
+        from distillery.audit.simulate import ATTACKS, BENIGN, CAMPAIGNS
 
         if self.watermark not in ("kgw", "gumbel"):
             raise ValueError(f"watermark must be kgw or gumbel, got {self.watermark!r}")
         for name, mix, allowed in (("benign", self.benign, set(BENIGN)),
                                    ("calibration", self.calibration, set(BENIGN)),
-                                   ("attack", self.attack, set(ATTACKS) | {"campaign"})):
+                                   ("attack", self.attack, set(ATTACKS) | set(CAMPAIGNS))):
             bad = set(mix) - allowed
             if bad:
                 raise ValueError(f"{name}: unknown personas {sorted(bad)}; valid: "
