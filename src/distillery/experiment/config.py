@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 # benign personas (accounts x requests per account): hard negatives included
 DEMO_BENIGN = {"developer": (3, 20), "student": (4, 8), "writer": (2, 12),
                "support_bot": (1, 48), "eval_run": (1, 40), "translation": (1, 32)}
-# the extraction: a campaign of 8 accounts in lockstep, 20 requests each
-DEMO_ATTACK = {"campaign": (8, 20)}
+# the extraction: a campaign of 8 accounts in lockstep, 30 requests each
+DEMO_ATTACK = {"campaign": (8, 30)}
 # benign only, another seed: the audit's thresholds (never the scored traffic)
 DEMO_CALIBRATION = {"developer": (12, 120), "student": (20, 40), "writer": (8, 80),
                     "support_bot": (4, 250), "eval_run": (4, 200), "translation": (4, 200)}
@@ -25,7 +25,7 @@ class ExperimentConfig:
     # the provider
     teacher: str = "smollm2-135m-instruct"
     watermark: str = "kgw"  # kgw | gumbel: the gateway's scheme, per-account keys
-    generation_cap: int = 40  # new tokens served per answer, whatever max_tokens asks
+    generation_cap: int = 48  # new tokens served per answer, whatever max_tokens asks
     max_batch_size: int = 16
     # traffic (audit/simulate.py personas): benign accounts and the extraction
     benign: dict = field(default_factory=lambda: dict(DEMO_BENIGN))
