@@ -32,6 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from distillery.experiment.config import ExperimentConfig
+from distillery.experiment.rows import (
+    dedup,
+    harvest_row,
+    messages,
+    prompt_key,
+    request_prompt,
+    usage_rows,
+    write_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +204,10 @@ class Run:
 
         attackers = self.attackers()
         got = self._usage(self.db, attackers)
-        before = _rows(got)
-        served = {(r["name"], _prompt_key(r["prompt"])) for r in got if r["status_code"] == 200}
+        before = usage_rows(got)
+        served = {(r["name"], prompt_key(r["prompt"])) for r in got if r["status_code"] == 200}
         rest = [r for r in iter_traffic(self.path("traffic.jsonl")) if r.account in attackers
-                and (r.account, _prompt_key(_request_prompt(r))) not in served]
+                and (r.account, prompt_key(request_prompt(r))) not in served]
         cf_db = f"sqlite:///{self.path('counterfactual.db')}"
         self.path("counterfactual.db").unlink(missing_ok=True)
         extra: list[dict] = []
@@ -209,22 +218,22 @@ class Run:
                 replay(rest, server.base_url + "/v1", keys, concurrency=self.cfg.concurrency)
             finally:
                 server.stop()
-            extra = _rows(self._usage(cf_db, attackers))
-        _write_rows(self.path("harvest-before-block.jsonl"), before)
-        _write_rows(self.path("harvest-counterfactual.jsonl"), _dedup(before + extra))
+            extra = usage_rows(self._usage(cf_db, attackers))
+        write_rows(self.path("harvest-before-block.jsonl"), before)
+        write_rows(self.path("harvest-counterfactual.jsonl"), dedup(before + extra))
 
     def evalset(self) -> None:
         """Seed tasks the extraction never sent, answered by the teacher (no watermark)."""
         from distillery.harvest.prompts import seed_prompts
 
-        sent = {_prompt_key(r["prompt"]) for r in self._usage(self.db, self.attackers())}
-        pool = [p for p in seed_prompts() if _prompt_key(list(p.messages)) not in sent]
+        sent = {prompt_key(r["prompt"]) for r in self._usage(self.db, self.attackers())}
+        pool = [p for p in seed_prompts() if prompt_key(list(p.messages)) not in sent]
         random.Random(self.cfg.seed).shuffle(pool)
         pool = pool[: self.cfg.eval_prompts]
         answers = self._answer([list(p.messages) for p in pool], self.cfg.generation_cap)
         now = datetime.now(UTC)
-        _write_rows(self.path("evalset.jsonl"), [
-            _row(list(p.messages), a, now, self.cfg.teacher, None)
+        write_rows(self.path("evalset.jsonl"), [
+            harvest_row(list(p.messages), a, now, self.cfg.teacher, None)
             for p, a in zip(pool, answers, strict=True)])
 
     def _answer(self, prompts: list[list[dict]], max_tokens: int, seed: int = 0) -> list[str]:
@@ -281,15 +290,15 @@ class Run:
         chooses tokens the key never touched, so every key's test is exact."""
         prompts, seen = [], set()
         for r in self._usage(self.db, self.attackers()):
-            m = _messages(r["prompt"])
-            if m and _prompt_key(m) not in seen:
-                seen.add(_prompt_key(m))
+            m = messages(r["prompt"])
+            if m and prompt_key(m) not in seen:
+                seen.add(prompt_key(m))
                 prompts.append(m)
         random.Random(self.cfg.seed).shuffle(prompts)
         prompts = prompts[: self.cfg.forensics_texts]
         answers = self._answer(prompts, self.cfg.forensics_max_tokens, seed=10_000)
         now = datetime.now(UTC)
-        _write_rows(self.path("fresh.jsonl"), [_row(m, a, now, self.cfg.teacher, None)
+        write_rows(self.path("fresh.jsonl"), [harvest_row(m, a, now, self.cfg.teacher, None)
                                                for m, a in zip(prompts, answers, strict=True)])
 
     def forensics(self, which: str) -> None:
@@ -348,65 +357,6 @@ class Run:
 
 def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = log.info) -> dict:
     return Run(cfg, say).all()
-
-
-# -- rows ---------------------------------------------------------------------------------------
-def _messages(prompt) -> list[dict]:
-    if isinstance(prompt, list):
-        return [{"role": m["role"], "content": m["content"]} for m in prompt]
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return []
-
-
-def _request_prompt(r):
-    return list(r.messages) if r.messages is not None else r.prompt
-
-
-def _prompt_key(prompt) -> str:
-    return json.dumps(_messages(prompt), sort_keys=True, ensure_ascii=False)
-
-
-def _row(messages: list[dict], response: str, created_at, model: str, account: str | None,
-         prompt_tokens: int = 0, completion_tokens: int = 0) -> dict:
-    """A harvest-format row (harvest/dataset.py), so `train` and its manifest read it."""
-    from distillery.harvest.prompts import prompt_hash
-
-    when = created_at.isoformat() if isinstance(created_at, datetime) else str(created_at)
-    return {"prompt_hash": prompt_hash(messages), "prompt": None, "messages": messages,
-            "response": response, "finish_reason": None, "logprobs": None, "model": model,
-            "endpoint": "chat", "key_index": account, "created_at": when,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-            "strategy": "experiment", "category": None}
-
-
-def _rows(usage: list[dict]) -> list[dict]:
-    """Served answers as harvest rows (one per choice), de-duplicated by prompt."""
-    out = []
-    for u in usage:
-        if u["status_code"] != 200 or not u["responses"]:
-            continue
-        out += [_row(_messages(u["prompt"]), text, u["created_at"], u["model"], u["name"],
-                     u["prompt_tokens"], u["completion_tokens"])
-                for text in u["responses"] if text and text.strip()]
-    return _dedup(out)
-
-
-def _dedup(rows: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for r in rows:
-        if r["prompt_hash"] not in seen:
-            seen.add(r["prompt_hash"])
-            out.append(r)
-    return out
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    from distillery.harvest.dataset import canonical_line
-
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(canonical_line(r) + "\n" for r in rows))
-    tmp.replace(path)
 
 
 def remove(run_dir: str | Path) -> None:

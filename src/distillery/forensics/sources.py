@@ -11,7 +11,9 @@ from sqlalchemy import select
 from distillery.forensics.reading import TextRow
 
 
-def _messages(prompt: object) -> tuple[dict, ...]:
+def as_messages(prompt: object) -> tuple[dict, ...]:
+    """A usage row's prompt as chat messages: a chat request's own, a completions prompt as
+    one user turn, nothing when only its hash was kept."""
     if isinstance(prompt, list):
         return tuple({"role": m["role"], "content": m["content"]} for m in prompt)
     if isinstance(prompt, str):  # a completions request: the prompt as one user turn
@@ -39,7 +41,7 @@ def usage_rows(database: str, account: str | None = None, limit: int | None = No
             q = q.where(Usage.account_id == acc)
         out = []
         for prompt, responses in c.execute(q):
-            out += [TextRow(_messages(prompt), r) for r in responses or [] if r and r.strip()]
+            out += [TextRow(as_messages(prompt), r) for r in responses or [] if r and r.strip()]
             if limit is not None and len(out) >= limit:
                 break
     engine.dispose()
