@@ -140,7 +140,11 @@ def test_token_bytes_spell_the_text(tokenizer):
     assert b"".join(token_bytes(tokenizer)[i] for i in ids) == text.encode()
 
 
-def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path):
+@pytest.mark.parametrize("statistic", ["argmax", "shift"])
+def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path, statistic):
+    """shift: the student's distribution minus its base's (tiny-random, loaded by name), read
+    chunk by chunk together; no separate reference analysis then (the base is inside). Needs
+    text the keys did not mark: the probe is unmarked teacher text."""
     from distillery import store
 
     student = save_student(world["marked"], tokenizer, tmp_path / "student")
@@ -156,7 +160,9 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
                             for r in world["probe"]))
     args = ["forensics", "check", "--suspect", student, "--dataset", str(data), "--database", db,
             "--key-path", str(key), "--teacher", "tiny-random", "--context-width", "1",
-            "--controls", "100", "--json"]
+            "--controls", "100", "--json", "--statistic", statistic]
+    if statistic == "shift":  # 32 windows per layer: a Bernstein p cannot reach 1e-6 / 240
+        args += ["--alpha", "1e-3"]
     torch.set_num_threads(1)
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
@@ -165,7 +171,11 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
     named = [a["name"] for a in v["suspect_analysis"]["accounts"] if a["named"]]
     assert named == [CAMPAIGN]
     assert v["reference"] == "tiny-random (the suspect's base)" or v["reference"] == "tiny-random"
-    assert v["reference_analysis"]["global_adjusted_p"] > 1e-3
+    assert v["statistic"] == statistic
+    if statistic == "argmax":
+        assert v["reference_analysis"]["global_adjusted_p"] > 1e-3
+    else:
+        assert v["reference_analysis"] is None and v["suspect_analysis"]["global_result"]["var"]
     assert len(v["suspect_analysis"]["controls"][0]["p_values"]) == 100
     assert math.isfinite(v["plan"]["tokens_for_min_shift"])
 

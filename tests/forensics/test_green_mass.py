@@ -1,6 +1,8 @@
-"""The green-mass statistic (evidence.mass_results) on the tiny world: the marked student is
-detected and attributed, the clean models are not, its null variance is right (control keys'
-z against N(0, 1)), and the calibration fails where its two assumptions are broken."""
+"""The green-mass statistics (evidence.mass_results) on the tiny world: the marked student is
+detected and attributed, the clean models are not, the null variance is right (control keys'
+z against N(0, 1)), and the calibration fails where its two assumptions are broken. Both
+the green mass of the suspect's distribution ("mass") and of its difference from a clean
+reference read at the same positions ("shift", shift_candidates)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from distillery.forensics.evidence import (
     bernstein_p,
     mass_results,
     merge_duplicates,
+    shift_candidates,
 )
 from distillery.watermark import make_scheme
 
@@ -42,29 +45,42 @@ def read(world, scheme, tokenizer):
 
 @pytest.fixture(scope="module")
 def verdicts(read, scheme, ring):
+    """(statistic, suspect) -> verdict; the shift reads each student against the untrained
+    model (a clean reference on the same positions; the base itself would shift by zero)."""
     accounts = {a: ring.account_key(a) for a in ACCOUNTS}
     # alpha 1e-3: the tiny world has 32 distinct windows per layer (64 tokens, width 1), which
     # bound a Bernstein p near 1e-7, above 1e-6 / (2 x 120) for attribution at the default
-    return {name: verdict_for(read(name), scheme, accounts, mode="open", suspect=name,
-                              n_controls=200, min_shift=0.1, statistic="mass", alpha=1e-3)
-            for name in ("marked", "unmarked", "other", "base")}
+    out = {}
+    for name in ("marked", "unmarked", "other", "base"):
+        for statistic in ("mass", "shift"):
+            if statistic == "shift" and name == "base":
+                continue
+            c = read(name) if statistic == "mass" else shift_candidates(read(name), read("base"))
+            out[statistic, name] = verdict_for(c, scheme, accounts, mode="open", suspect=name,
+                                               n_controls=200, min_shift=0.1,
+                                               statistic=statistic, alpha=1e-3)
+    return out
 
 
-def test_marked_student_is_detected_and_attributed(verdicts):
-    v = verdicts["marked"]
-    assert v.statistic == "mass" and v.verdict == "detected"
+@pytest.mark.parametrize("statistic", ["mass", "shift"])
+def test_marked_student_is_detected_and_attributed(verdicts, statistic):
+    v = verdicts[statistic, "marked"]
+    assert v.statistic == statistic and v.verdict == "detected"
     # z ~ 17; the Bernstein bound's linear term, large for so few terms, keeps p near 1e-7
     assert v.suspect_analysis.global_result.z > 8
     assert v.suspect_analysis.global_result.p_value < 1e-6
     assert v.suspect_analysis.named == [CAMPAIGN]
 
 
-def test_clean_models_are_not_detected_and_another_account_is_not_named(verdicts):
+@pytest.mark.parametrize("statistic", ["mass", "shift"])
+def test_clean_models_are_not_detected_and_another_account_is_not_named(verdicts, statistic):
     for name in ("unmarked", "base"):
-        a = verdicts[name].suspect_analysis
+        if (statistic, name) not in verdicts:
+            continue
+        a = verdicts[statistic, name].suspect_analysis
         assert a.global_result.p_value > 1e-3 and a.named == [], name
-    assert verdicts["other"].verdict == "detected"
-    assert verdicts["other"].suspect_analysis.named == [OTHER]
+    assert verdicts[statistic, "other"].verdict == "detected"
+    assert verdicts[statistic, "other"].suspect_analysis.named == [OTHER]
 
 
 def test_control_z_scores_are_standard_normal(verdicts):
@@ -73,6 +89,22 @@ def test_control_z_scores_are_standard_normal(verdicts):
     for name, v in verdicts.items():
         for s in v.suspect_analysis.controls:
             assert s.n_keys == 200 and s.ks_p > 1e-3, (name, s.layer, s.ks_p)
+
+
+def test_shift_refuses_a_reference_read_elsewhere(read):
+    a, b = read("marked"), read("base")
+    short = Candidates(b.windows[1:], b.tokens[1:], b.is_global[1:], b.excluded[1:],
+                       b.text_tuples, b.n_rows, b.n_tokens, {}, b.top_tokens[1:],
+                       b.top_probs[1:])
+    with pytest.raises(ValueError, match="same positions"):
+        shift_candidates(a, short)
+
+
+def test_shift_of_a_model_from_itself_is_empty(read, scheme):
+    """Identical distributions: every d is 0, so every key scores exactly 0 (p = 1)."""
+    c = shift_candidates(read("marked"), read("marked"))
+    r = mass_results(c, scheme, "global", control_keys(5))
+    assert all(x.score == 0 and x.p_value == 1.0 for x in r)
 
 
 def _control_z(c: Candidates, scheme, n: int = 300) -> np.ndarray:
@@ -107,11 +139,18 @@ def test_merge_duplicates_sums_a_teacher_tokens_probability_once():
     assert pp[1].sum() == pytest.approx(1.0)
 
 
-def test_bernstein_bound_is_valid_and_conservative():
+@pytest.mark.parametrize("signed", [False, True])
+def test_bernstein_bound_is_valid_and_conservative(signed):
+    """Fixed distributions (or, signed, differences of two: the shift), green bits resampled:
+    the bound at the simulated 0.999 and 0.99999 quantiles is never below their tail."""
     rng = np.random.default_rng(0)
-    g, n, sims = 0.25, 200, 20000
-    p = rng.dirichlet(np.ones(8), size=n)  # fixed distributions, green bits resampled
+    g, n, sims = 0.25, 200, 100_000
+    p = rng.dirichlet(np.ones(8), size=n)
+    if signed:
+        p = 0.3 * (p - rng.dirichlet(np.ones(8), size=n))
     var = g * (1 - g) * (p ** 2).sum()
-    s = ((rng.random((sims, n, 8)) < g) * p).sum((1, 2)) - g * p.sum()
-    t = np.quantile(s, 0.999)
-    assert bernstein_p(t, var, 0.75) >= 0.001  # a bound on the tail, never below it
+    bound = max(g, 1 - g) * np.abs(p).sum(1).max()
+    s = np.concatenate([((rng.random((10_000, n, 8)) < g) * p).sum((1, 2)) - g * p.sum()
+                        for _ in range(sims // 10_000)])
+    for q in (0.999, 0.99999):
+        assert bernstein_p(np.quantile(s, q), var, bound) >= 1 - q

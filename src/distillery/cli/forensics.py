@@ -31,10 +31,12 @@ def _shared(f):
         click.option("--fresh", type=int, default=0, show_default=True,
                      help="open mode: read N fresh unmarked teacher answers to the stored "
                           "prompts (the exact test) instead of the stored, marked answers"),
-        click.option("--statistic", type=click.Choice(["argmax", "mass"]), default="argmax",
-                     show_default=True, help="open mode: the suspect's top-1 token (exact, any "
-                     "text) or the green mass of its top-k distribution (more power; needs "
-                     "--fresh N)"),
+        click.option("--statistic", type=click.Choice(["argmax", "mass", "shift"]),
+                     default="argmax", show_default=True,
+                     help="open mode: the suspect's top-1 token (exact, any text), the green "
+                     "mass of its top-k distribution (more power; needs --fresh N), or the "
+                     "green mass of its shift from its clean base (most power; needs --fresh "
+                     "N and the base: a LoRA student, or --reference)"),
         click.option("--top-k", type=int, default=32, show_default=True,
                      help="tokens of the suspect's distribution the green mass reads"),
         click.option("--skip-rows", type=int, default=0, show_default=True,

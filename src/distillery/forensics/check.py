@@ -110,7 +110,9 @@ class Verdict:
     usage: dict  # rows, tokens read or generated, candidates, what was lost on the way
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
-    statistic: str = "argmax"  # argmax (top-1 tuples, exact) | mass (green mass, Bernstein)
+    # argmax (top-1 tuples, exact) | mass (green mass, Bernstein) | shift (the green mass of
+    # the suspect's difference from its clean base, Bernstein)
+    statistic: str = "argmax"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -118,14 +120,15 @@ class Verdict:
         return d
 
 
-STATISTICS = ("argmax", "mass")
+STATISTICS = ("argmax", "mass", "shift")
 
 
 def layer_results(statistic: str):
-    """The per-key test of a statistic: top-1 tuples (exact) or the green mass."""
+    """The per-key test of a statistic: top-1 tuples (exact) or the green mass (of the
+    suspect's distribution, or of its shift from its reference: see shift_candidates)."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-    return mass_results if statistic == "mass" else key_results
+    return key_results if statistic == "argmax" else mass_results
 
 
 def randomized_p(scheme: WatermarkScheme, r: KeyScore, u: float) -> float:

@@ -25,7 +25,9 @@ class ForensicsConfig:
                                       # the stored prompts (exact) instead of the stored ones
     # open mode: argmax (the suspect's top-1 token, exact binomial, any text) | mass (its
     # top_k distribution's green mass, Bernstein bound: more power; needs unmarked text,
-    # i.e. --fresh N or a dataset of unmarked answers; KGW only)
+    # i.e. --fresh N or a dataset of unmarked answers; KGW only) | shift (the green mass of
+    # the suspect's distribution minus its clean base's: the base's share of the noise is
+    # gone; needs the base, i.e. a LoRA student or --reference with the same tokenizer)
     statistic: str = "argmax"
     top_k: int = 32
     reference: str | None = None      # clean model (default: the suspect's base, else gemma)
@@ -69,14 +71,14 @@ class ForensicsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.statistic not in ("argmax", "mass"):
-            raise ValueError(f"statistic must be argmax or mass, got {self.statistic!r}")
-        if self.statistic == "mass":
+        if self.statistic not in ("argmax", "mass", "shift"):
+            raise ValueError(f"statistic must be argmax, mass or shift, got {self.statistic!r}")
+        if self.statistic in ("mass", "shift"):
             if self.mode != "open" or self.scheme != "kgw":
-                raise ValueError("the green-mass statistic reads an open-weights suspect "
+                raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
                                  "under KGW (--mode open, --scheme kgw)")
             if not self.fresh and self.dataset is None:
-                raise ValueError("the green-mass statistic needs text not marked with the "
+                raise ValueError(f"the {self.statistic} statistic needs text not marked with the "
                                  "tested keys: give --fresh N (unmarked teacher answers)")
             if self.top_k < 2:
                 raise ValueError(f"top_k must be >= 2 for the green mass, got {self.top_k}")

@@ -93,10 +93,12 @@ class KeyScore:
     z: float
     p_value: float  # upper tail: trained on this key's text?
     p_lower: float  # lower tail: significantly *below* chance points to key-aware tampering
-    # the green-mass statistic (mass_results): the probability mass scored, and the null
-    # variance of the score; None for the top-1 statistics
+    # the green-mass statistics (mass_results): the probability mass scored (for the shift,
+    # the mass the suspect moved away from its reference), the null variance of the score,
+    # and the bound on one window's centred term (Bernstein); None for the top-1 statistics
     mass: float | None = None
     var: float | None = None
+    bound: float | None = None
 
     @property
     def rate(self) -> float:
@@ -196,7 +198,7 @@ def pool(scheme: WatermarkScheme, name: str, members: Sequence[KeyScore]) -> Key
     if members and members[0].var is not None:
         return mass_result(scheme, name, layer, sum(m.score for m in members),
                            sum(m.mass for m in members), sum(m.var for m in members),
-                           sum(m.n_scored for m in members))
+                           sum(m.n_scored for m in members), max(m.bound for m in members))
     return key_result(scheme, name, layer, sum(m.score for m in members),
                     sum(m.n_scored for m in members))
 
@@ -213,6 +215,18 @@ def pool(scheme: WatermarkScheme, name: str, members: Sequence[KeyScore]) -> Key
 # p-value, P(sum X_i >= s) <= exp(-s^2 / (2 V + 2 b s / 3)), with no normal approximation.
 # The text must not be marked with the tested key (its windows would depend on the key): read
 # fresh, unmarked teacher answers. Windows are de-duplicated: one term per distinct window.
+#
+# The shift (shift_candidates): when the suspect's clean base is known (an open student and
+# its base model), most of the suspect's distribution is the base's, and its green mass is
+# noise that the null variance must carry. Score the difference d_it = p_it - q_it of the two
+# distributions instead (the union of both top-k, merged per teacher token): under H0 (neither
+# model learned from the key) X_i = sum_t d_it (g_it - gamma) is again a sum of independent
+# centred Bernoulli terms, mean 0, variance gamma (1 - gamma) sum_t d_it^2, and
+# |X_i| <= max(gamma, 1 - gamma) sum_t |d_it|. The variance falls from sum p^2 (about the
+# top token's probability) to sum d^2 (what fine-tuning moved), so the same windows give a
+# larger z when the suspect moved its mass towards green. Reported: the moved mass
+# (sum |d| / 2) as `mass`, and gamma * mass + X as `score`, so that rate - gamma is the
+# excess green share of the moved mass and every formula of the green mass applies as is.
 
 
 def bernstein_p(s: float, var: float, bound: float) -> float:
@@ -222,12 +236,34 @@ def bernstein_p(s: float, var: float, bound: float) -> float:
 
 
 def mass_result(scheme: WatermarkScheme, key_id: str, layer: Layer, green: float, mass: float,
-                var: float, n: int) -> KeyScore:
+                var: float, n: int, bound: float | None = None) -> KeyScore:
+    """bound: the largest |X_i| (default max(gamma, 1 - gamma): a distribution of mass <= 1)."""
     g = scheme.gamma
-    s, b = green - g * mass, max(g, 1 - g)
+    b = max(g, 1 - g) if bound is None else bound
+    s = green - g * mass
     z = s / math.sqrt(var) if var > 0 else 0.0
     return KeyScore(key_id, layer, int(n), float(green), float(z), bernstein_p(s, var, b),
-                    bernstein_p(-s, var, b), float(mass), float(var))
+                    bernstein_p(-s, var, b), float(mass), float(var), float(b))
+
+
+def shift_candidates(suspect: Candidates, reference: Candidates) -> Candidates:
+    """The suspect's top-k minus its reference's on the same positions, for the shift
+    statistic: top_probs holds d = p - q over the union of both supports (see above)."""
+    if suspect.top_tokens is None or reference.top_tokens is None:
+        raise ValueError("the shift statistic needs both models' top-k distributions")
+    if suspect.windows.shape != reference.windows.shape or not (
+            np.array_equal(suspect.windows, reference.windows)
+            and np.array_equal(suspect.is_global, reference.is_global)):
+        raise ValueError("the suspect and its reference were not read at the same positions "
+                         "(the shift statistic needs the same texts and the same tokenizer)")
+    t, d = merge_duplicates(np.concatenate([suspect.top_tokens, reference.top_tokens], axis=1),
+                            np.concatenate([suspect.top_probs, -reference.top_probs], axis=1))
+    out = Candidates(suspect.windows, suspect.tokens, suspect.is_global,
+                     suspect.excluded | reference.excluded, suspect.text_tuples,
+                     suspect.n_rows, suspect.n_tokens + reference.n_tokens, dict(suspect.info),
+                     t, d)
+    out.info["shift"] = True
+    return out
 
 
 def _mass_rows(c: Candidates, layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -248,7 +284,8 @@ def mass_results(c: Candidates, scheme: WatermarkScheme, layer: Layer,
         raise ValueError("the green-mass statistic is defined for KGW")
     w, t, p = _mass_rows(c, layer)
     g = scheme.gamma
-    mass, var = float(p.sum()), float(g * (1 - g) * (p ** 2).sum())
+    var = float(g * (1 - g) * (p ** 2).sum())
+    bound = max(g, 1 - g) * float(np.abs(p).sum(axis=1).max()) if len(w) else max(g, 1 - g)
     k = t.shape[1] if t.ndim == 2 else 0
     green = np.zeros(len(keys))
     if len(w):
@@ -256,7 +293,13 @@ def mass_results(c: Candidates, scheme: WatermarkScheme, layer: Layer,
         for lo in range(0, len(keys), KEY_CHUNK):
             ks = keys[lo: lo + KEY_CHUNK]
             green[lo: lo + len(ks)] = scheme.score_tok(wr, tr, ks) @ pr
-    return [mass_result(scheme, key.key_id, layer, s, mass, var, len(w))
+    if c.info.get("shift"):  # signed d: report the moved mass, centre on the net mass
+        moved, net = float(np.abs(p).sum()) / 2, float(p.sum())
+        green = green - g * net + g * moved
+        mass = moved
+    else:
+        mass = float(p.sum())
+    return [mass_result(scheme, key.key_id, layer, s, mass, var, len(w), bound)
             for key, s in zip(keys, green, strict=True)]
 
 

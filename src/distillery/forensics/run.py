@@ -14,7 +14,7 @@ import torch
 from distillery.forensics.api import answer_candidates, budgeted, generate_locally, query_endpoint
 from distillery.forensics.check import Verdict, read_in_budget, verdict_for
 from distillery.forensics.config import ForensicsConfig
-from distillery.forensics.evidence import scored_count
+from distillery.forensics.evidence import Candidates, scored_count, shift_candidates
 from distillery.forensics.reading import Reader, TextRow
 from distillery.forensics.sources import account_names, dataset_rows, shuffled, usage_rows
 
@@ -63,8 +63,23 @@ def load_suspect(path: str):
     return m.model, m.tokenizer, None, False
 
 
+def reference_model(cfg: ForensicsConfig, model, tok, base: str | None, is_lora: bool):
+    """The clean reference for an open suspect -> (name, model, tokenizer, context factory):
+    a LoRA student's own weights with the adapter off (its untouched base, for free), else
+    --reference, else the teacher's other shipped model; (None, None, None, _) if none."""
+    from distillery.models import load
+
+    name = cfg.reference or base or OTHER_SHIPPED.get(cfg.teacher)
+    if name is None:
+        return None, None, None, contextlib.nullcontext
+    if is_lora and cfg.reference is None:
+        return f"{base} (the suspect's base)", model, tok, model.disable_adapter
+    loaded = load(name)
+    return name, loaded.model, loaded.tokenizer, contextlib.nullcontext
+
+
 def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
-    from distillery.models import load, load_tokenizer
+    from distillery.models import load_tokenizer
 
     t0 = time.perf_counter()
     if cfg.num_threads:
@@ -83,28 +98,34 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                      "0.25); --fresh N reads unmarked teacher answers instead, the exact test")
     if cfg.mode == "open":
         model, tok, base, is_lora = load_suspect(cfg.suspect)
+        top_k = cfg.top_k if cfg.statistic in ("mass", "shift") else 0
 
-        def reader(m, t) -> Reader:
+        def read(m, t, rs) -> Candidates:
             return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size,
-                          top_k=cfg.top_k if cfg.statistic == "mass" else 0)
+                          top_k=top_k).candidates(rs, progress)
 
-        c = read_in_budget(lambda rs: reader(model, tok).candidates(rs, progress), rows,
-                           scheme, cfg.budget_tokens, statistic=cfg.statistic)
-        used = rows[: c.info["rows_read"]]
-        ref_name = cfg.reference or base or OTHER_SHIPPED.get(cfg.teacher)
-        ref_c = None
-        if ref_name is not None:
-            if is_lora and cfg.reference is None:
-                ctx = model.disable_adapter()  # the untouched base, for free
-                ref_model, ref_tok = model, tok
-                ref_name = f"{base} (the suspect's base)"
-            else:
-                ctx = contextlib.nullcontext()
-                loaded = load(ref_name)
-                ref_model, ref_tok = loaded.model, loaded.tokenizer
-            with ctx:
-                ref_c = read_in_budget(lambda rs: reader(ref_model, ref_tok).candidates(
-                    rs, progress), used, scheme, None, statistic=cfg.statistic)
+        ref_name, ref_model, ref_tok, ref_ctx = reference_model(cfg, model, tok, base, is_lora)
+        if cfg.statistic == "shift":  # both models on each chunk: the budget sees the shift
+            if ref_model is None:
+                raise ValueError("the shift statistic needs the suspect's clean base: give "
+                                 "--reference (a model with the suspect's tokenizer)")
+
+            def read_shift(rs) -> Candidates:
+                s = read(model, tok, rs)
+                with ref_ctx():
+                    return shift_candidates(s, read(ref_model, ref_tok, rs))
+
+            c = read_in_budget(read_shift, rows, scheme, cfg.budget_tokens, statistic="shift")
+            ref_c = None
+        else:
+            c = read_in_budget(lambda rs: read(model, tok, rs), rows, scheme, cfg.budget_tokens,
+                               statistic=cfg.statistic)
+            used = rows[: c.info["rows_read"]]
+            ref_c = None
+            if ref_model is not None:
+                with ref_ctx():
+                    ref_c = read_in_budget(lambda rs: read(ref_model, ref_tok, rs), used,
+                                           scheme, None, statistic=cfg.statistic)
     else:
         model_name = cfg.model or cfg.teacher
         work = cfg.work_dir or str(Path("runs") / "forensics-api")
