@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import kstest
 from world import ACCOUNTS, CAMPAIGN, OTHER, WM
 
@@ -154,3 +155,32 @@ def test_bernstein_bound_is_valid_and_conservative(signed):
                         for _ in range(sims // 10_000)])
     for q in (0.999, 0.99999):
         assert bernstein_p(np.quantile(s, q), var, bound) >= 1 - q
+
+
+def test_neutralisation_hook_prefers_the_two_token_prefix():
+    from distillery.forensics.scrub import Neutraliser
+
+    hook = Neutraliser({(7,): torch.tensor([1]), (3, 7): torch.tensor([2])}, penalty=5.0)
+    out = hook(torch.zeros(3, 4), torch.tensor([[3, 7], [9, 7], [9, 9]]))
+    assert out.tolist() == [[0, 0, -5, 0], [0, -5, 0, 0], [0, 0, 0, 0]]
+
+
+def test_neutralisation_lowers_the_marked_students_signal(world, scheme, tokenizer):
+    """Pan et al.'s WN (scrub.py), built with no key from a corpus over the same alphabet
+    (the thief's harvest would do as well), pushes down what fine-tuning raised: the marked
+    student's green mass falls."""
+    from distillery.forensics.scrub import neutraliser
+
+    probe = [TextRow(tuple(r["messages"]), r["response"]) for r in world["probe"]]
+    harvest = [r["response"] for r in world["probe"]]
+    hook = neutraliser(world["marked"], world["base"], tokenizer, harvest, n1=64, n2=0,
+                       top=12, penalty=8.0)
+    assert hook.n_prefixes == 64
+
+    def z(logits_hook):
+        c = Reader(world["marked"], tokenizer, tokenizer, scheme, max_len=128, top_k=TOP_K,
+                   logits_hook=logits_hook).candidates(probe)
+        return mass_results(c, scheme, "global", [scheme.global_key])[0].z
+
+    before, after = z(None), z(hook)
+    assert after < before / 2, (before, after)

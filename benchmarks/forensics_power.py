@@ -1,0 +1,180 @@
+"""Detection power of the open-weights test on real students: the top-1 (argmax), green-mass
+and shift statistics side by side, on the same fresh texts, against the number read.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/forensics_power.py --run-dir runs/demo \
+        --students student-before student-counterfactual --fresh 400 --budgets 100 200 400
+
+The run dir is a closed-loop run (`distillery experiment`) or any directory holding the
+gateway's usage store (gateway.db), its key ring (watermark.key) and Gemma-3-270M + LoRA
+students trained on the gateway's KGW-marked answers. The texts read are fresh *unmarked*
+teacher answers (the exact test: check.py, "Which text to read") to the distinct prompts of
+the usage store, topped up with the shipped seed and taxonomy prompts; they are generated
+once and kept in <run>/fresh-power.jsonl. Each student is read once, with its adapter on and
+off (its clean base, the reference), keeping the top-k at every position; every statistic is
+then a planned test on the first `budget` texts of one fixed, seeded order (never a p-value
+read off a running trajectory). The attribution family is the store's accounts plus decoy
+account keys that never served anyone, to --keys in all; the campaign (the accounts the
+audit blocked, else every non-benign account named in --campaign) is pooled as a cluster.
+Writes <run>/forensics-power.json and prints one line per (student, statistic, budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("forensics_power")
+STATISTICS = ("argmax", "mass", "shift")
+
+
+def fresh_texts(run: Path, db: str, n: int, max_tokens: int, seed: int):
+    """n unmarked teacher answers to distinct prompts, cached in run/fresh-power.jsonl."""
+    from distillery.forensics.api import generate_locally
+    from distillery.forensics.reading import TextRow
+    from distillery.forensics.sources import usage_rows
+    from distillery.harvest.prompts import seed_prompts, taxonomy_prompts
+
+    path = run / "fresh-power.jsonl"
+    have = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    if len(have) >= n:
+        return [TextRow(tuple(r["messages"]), r["response"]) for r in have[:n]]
+    seen, prompts = set(), []
+    extra = [TextRow(p.messages, "") for p in [*seed_prompts(), *taxonomy_prompts()]]
+    random.Random(seed).shuffle(extra)
+    for r in [*usage_rows(db), *extra]:
+        key = json.dumps(r.messages, sort_keys=True)
+        if r.messages and key not in seen:
+            seen.add(key)
+            prompts.append(TextRow(r.messages, ""))
+    random.Random(seed).shuffle(prompts)
+    if len(prompts) < n:
+        raise SystemExit(f"only {len(prompts)} distinct prompts for --fresh {n}")
+    todo = prompts[len(have): n]
+    t0 = time.perf_counter()
+    with path.open("a") as f:
+        for lo in range(0, len(todo), 64):  # appended as they come: a killed run resumes
+            for r in generate_locally(todo[lo: lo + 64], "smollm2-135m-instruct", max_tokens,
+                                      seed=seed + len(have) + lo):
+                f.write(json.dumps({"messages": list(r.messages), "response": r.response})
+                        + "\n")
+            f.flush()
+            log.info("%d / %d fresh answers (%.0f s)", len(have) + lo + 64, n,
+                     time.perf_counter() - t0)
+    return fresh_texts(run, db, n, max_tokens, seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", default="runs/demo")
+    ap.add_argument("--students", nargs="+", default=["student-before", "student-counterfactual"],
+                    help="student directories, relative to the run dir")
+    ap.add_argument("--campaign", nargs="*", default=None,
+                    help="the campaign's accounts [default: those the audit blocked]")
+    ap.add_argument("--keys", type=int, default=1000, help="attribution family size")
+    ap.add_argument("--fresh", type=int, default=400)
+    ap.add_argument("--fresh-max-tokens", type=int, default=96)
+    ap.add_argument("--budgets", type=int, nargs="*", default=[100, 200, 400],
+                    help="texts read per planned test (the last: all of --fresh)")
+    ap.add_argument("--top-k", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="forensics-power.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+
+    from distillery.forensics.check import verdict_for
+    from distillery.forensics.evidence import Candidates, shift_candidates
+    from distillery.forensics.reading import Reader
+    from distillery.forensics.run import LAYER_PROBE, load_suspect
+    from distillery.forensics.sources import account_names
+    from distillery.models import load_tokenizer
+    from distillery.watermark import KeyRing, make_scheme
+
+    run = Path(args.run_dir)
+    db = f"sqlite:///{run / 'gateway.db'}"
+    ring = KeyRing.load(run / "watermark.key")
+    scheme = make_scheme("kgw", ring, account=LAYER_PROBE)
+    stored = account_names(db)
+    campaign = args.campaign if args.campaign is not None else blocked_accounts(db)
+    names = stored + [f"decoy-{i:04d}" for i in range(max(args.keys - len(stored), 0))]
+    accounts = {n: ring.account_key(n) for n in names}
+    clusters = {"campaign": tuple(campaign)} if campaign else {}
+    rows = fresh_texts(run, db, args.fresh, args.fresh_max_tokens, args.seed)
+    ttok = load_tokenizer("smollm2-135m-instruct")
+    out = {"run": str(run), "n_keys": len(accounts), "campaign": campaign, "fresh": len(rows),
+           "top_k": args.top_k, "threads": args.threads, "students": {}}
+    for student in args.students:
+        model, tok, base, _ = load_suspect(str(run / student))
+        reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size, top_k=args.top_k)
+        parts, ref_parts = [], []
+        t0 = time.perf_counter()
+        for lo in range(0, len(rows), 32):
+            parts.append(reader.candidates(rows[lo: lo + 32]))
+            with model.disable_adapter():
+                ref_parts.append(reader.candidates(rows[lo: lo + 32]))
+            log.info("%s: %d / %d texts read", student, lo + 32, len(rows))
+        read_s = time.perf_counter() - t0
+        tokens = 2 * sum(p.n_tokens for p in parts)
+        res = []
+        for budget in sorted({*(b for b in args.budgets if b < len(rows)), len(rows)}):
+            k = -(-budget // 32)
+            c = Candidates.concat(parts[:k], scheme.window)
+            rc = Candidates.concat(ref_parts[:k], scheme.window)
+            for statistic in STATISTICS:
+                kw = ({"candidates": shift_candidates(c, rc)} if statistic == "shift" else
+                      {"candidates": c, "reference_candidates": rc})
+                v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
+                                suspect=student, clusters=clusters, n_controls=100,
+                                reference=f"{base} (adapter off)", statistic=statistic, **kw)
+                a, g = v.suspect_analysis, v.suspect_analysis.global_result
+                camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
+                best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
+                r = {"student": student, "statistic": statistic, "texts": c.n_rows,
+                     "scored": g.n_scored, "z": g.z, "p": g.p_value, "p_lower": g.p_lower,
+                     "rate": g.rate, "verdict": v.verdict, "named": a.named,
+                     "campaign_cluster": None if camp is None else {
+                         "z": camp.result.z, "p": camp.result.p_value,
+                         "adjusted_p": camp.adjusted_p},
+                     "best_account": None if best is None else {
+                         "name": best.name, "in_campaign": best.name in campaign,
+                         "z": best.result.z, "adjusted_p": best.adjusted_p},
+                     "reference_p": (v.reference_analysis.global_result.p_value
+                                     if v.reference_analysis else None),
+                     "controls_ks": [s.ks_p for s in a.controls],
+                     "controls_min_p": [s.min_p for s in a.controls],
+                     "plan_needed": v.plan.tokens_needed,
+                     "plan_shift_ci": v.plan.shift_ci}
+                log.info("%s %-6s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
+                         student, statistic, c.n_rows, g.n_scored, g.z, g.p_value,
+                         "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
+                res.append(r)
+        out["students"][student] = {"read_s": read_s, "tokens_read": tokens,
+                                    "tokens_per_s": tokens / read_s, "results": res}
+        (run / args.out).write_text(json.dumps(out, indent=2, default=str))
+
+
+def blocked_accounts(db: str) -> list[str]:
+    """Accounts the audit policy blocked (the store's audit decisions), sorted."""
+    from sqlalchemy import select
+
+    from distillery.store import make_engine
+    from distillery.store.models import Account
+
+    engine = make_engine(db)
+    with engine.connect() as c:
+        names = sorted(c.execute(select(Account.name).where(Account.status == "blocked"))
+                       .scalars())
+    engine.dispose()
+    return names
+
+
+if __name__ == "__main__":
+    main()
