@@ -36,7 +36,8 @@ log = logging.getLogger("distill_real_run")
 
 
 @contextlib.contextmanager
-def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str):
+def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str,
+                     watermark_params: dict | None = None):
     """Yields (base_url, api_keys, how): the real gateway if present, else the shim."""
     try:
         from distillery import store
@@ -52,6 +53,7 @@ def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str)
             KeyRing.generate().save(key_path)
         cfg = ServeConfig(model=model, watermark=watermark,
                           watermark_key=str(key_path) if watermark != "none" else None,
+                          watermark_params=watermark_params or {},
                           database=db, port=0, rpm_limit=100_000, tpm_limit=100_000_000,
                           max_batch_size=16, log_level="warning")
         store.migrate(db)
@@ -100,6 +102,8 @@ def main() -> None:
     ap.add_argument("--student", default="gemma-3-270m")
     ap.add_argument("--accounts", type=int, default=4)
     ap.add_argument("--watermark", default="kgw", choices=["kgw", "gumbel", "none"])
+    ap.add_argument("--context-width", type=int, default=None,
+                    help="the gateway scheme's context width [default: the scheme's, 2]")
     ap.add_argument("--max-tokens", type=int, default=128)
     # 0 by default: the gateway (as of 70232cb) answers 500 when top-p masks one of the top-k
     # alternatives (-inf is not JSON); a cross-tokenizer student cannot use them anyway.
@@ -136,7 +140,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     prompts = make_prompts(args.queries, args.seed)
-    with teacher_endpoint(args.teacher, run, args.accounts, args.watermark) as (url, keys, how):
+    wm_params = {} if args.context_width is None else {"context_width": args.context_width}
+    with teacher_endpoint(args.teacher, run, args.accounts, args.watermark,
+                          wm_params) as (url, keys, how):
         timings["teacher_start_s"] = time.perf_counter() - t0
         log.info("teacher at %s via %s, %d keys", url, how, len(keys))
         hcfg = HarvestConfig(base_url=url, model=args.teacher, api_keys=keys, concurrency=16,

@@ -2,7 +2,7 @@
 and shift statistics side by side, on the same fresh texts, against the number read.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/forensics_power.py --run-dir runs/demo \
-        --students student-before student-counterfactual --fresh 400 --budgets 100 200 400
+        --fresh 400 --budgets 100 200 400
 
 The run dir is a closed-loop run (`distillery experiment`) or any directory holding the
 gateway's usage store (gateway.db), its key ring (watermark.key) and Gemma-3-270M + LoRA
@@ -72,7 +72,8 @@ def fresh_texts(run: Path, db: str, n: int, max_tokens: int, seed: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", default="runs/demo")
-    ap.add_argument("--students", nargs="+", default=["student-before", "student-counterfactual"],
+    ap.add_argument("--students", nargs="+",
+                    default=["student-before-block/student", "student-counterfactual/student"],
                     help="student directories, relative to the run dir")
     ap.add_argument("--campaign", nargs="*", default=None,
                     help="the campaign's accounts [default: those the audit blocked]")

@@ -70,3 +70,22 @@ def test_serve_refuses_a_watermark_without_a_key(make_live, monkeypatch, tmp_pat
     monkeypatch.setenv("DISTILLERY_WATERMARK_KEY", secrets.token_hex(32))
     lv = make_live(watermark="kgw")
     assert lv.rows() == [] and lv.gateway.ring is not None
+
+
+def test_watermark_params_reach_the_scheme_and_bad_ones_fail_at_config(make_live, tiny_engine,
+                                                                       ring_env):
+    """A context width of 1 as served is what detection with width 1 finds; width 2 not."""
+    from distillery.gateway import ServeConfig
+
+    with pytest.raises(ValueError, match="context_width"):
+        ServeConfig(watermark_params={"context_width": 0})
+    lv = make_live(engine=tiny_engine, model="tiny-random", watermark="kgw",
+                   watermark_params={"context_width": 1})
+    r = lv.client().chat.completions.create(
+        model="tiny-random", messages=[{"role": "user", "content": "tell me a story"}],
+        max_tokens=150, temperature=1.0)
+    text = r.choices[0].message.content
+    p = {w: wm.scan(text, tiny_engine.tokenizer,
+                    wm.make_schemes("kgw", ring_env, ["alice"], context_width=w)).adjusted_p
+         for w in (1, 2)}
+    assert p[1] < 1e-3 < p[2], p

@@ -122,7 +122,8 @@ class Gateway:
         if scheme is None:
             from distillery.watermark import make_scheme
 
-            scheme = make_scheme(self.config.watermark, self.ring, account=account)
+            scheme = make_scheme(self.config.watermark, self.ring, account=account,
+                                 **self.config.watermark_params)
             self._schemes[account] = scheme
         return scheme
 

@@ -20,6 +20,9 @@ class ServeConfig:
     engine: str = "auto"
     watermark: str = "kgw"  # every response carries its account's key (kgw | gumbel | none)
     watermark_key: str | None = None  # the key ring's file; None: $DISTILLERY_WATERMARK_KEY
+    # the scheme's parameters, e.g. {"context_width": 1, "delta": 2.0} (make_scheme's keyword
+    # arguments; {}: the scheme's defaults). Forensics must be told the same (--context-width)
+    watermark_params: dict = field(default_factory=dict)
     database: str | None = None  # SQLAlchemy URL; None: SQLite at $DISTILLERY_HOME
     host: str = "127.0.0.1"
     port: int = 8000
@@ -75,6 +78,12 @@ class ServeConfig:
         if self.watermark not in WATERMARKS:
             raise ValueError(f"watermark must be one of {', '.join(WATERMARKS)}, "
                              f"got {self.watermark!r}")
+        if self.watermark_params and self.watermark != "none":
+            from distillery.watermark import KeyRing, make_scheme
+
+            # a throwaway ring: bad parameters fail here, not on the first request
+            make_scheme(self.watermark, KeyRing.generate(), account="probe",
+                        **self.watermark_params)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.loop not in LOOPS:
