@@ -51,7 +51,8 @@ class ExperimentConfig:
     # forensics: fresh unmarked teacher answers read by each student (the exact test)
     forensics_texts: int = 40
     # mass: the green mass of each student's top-k distribution (more power; the texts are
-    # unmarked, as it needs) | argmax: its top-1 token (exact binomial)
+    # unmarked, as it needs) | shift: the same of its difference from its base (the LoRA
+    # adapter off; most power) | argmax: its top-1 token (exact binomial)
     forensics_statistic: str = "mass"
     forensics_max_tokens: int = 64
     controls: int = 100
@@ -79,10 +80,10 @@ class ExperimentConfig:
         self.window_sizes = tuple(sorted(int(x) for x in self.window_sizes))
         if not self.window_sizes or self.window_sizes[0] < 5:
             raise ValueError("window_sizes must be sizes of at least 5 rows")
-        if self.forensics_statistic not in ("mass", "argmax"):
-            raise ValueError("forensics_statistic must be mass or argmax, got "
+        if self.forensics_statistic not in ("mass", "shift", "argmax"):
+            raise ValueError("forensics_statistic must be mass, shift or argmax, got "
                              f"{self.forensics_statistic!r}")
-        if self.forensics_statistic == "mass" and self.watermark != "kgw":
+        if self.forensics_statistic != "argmax" and self.watermark != "kgw":
             raise ValueError("the green-mass statistic is defined for KGW: use "
                              "forensics_statistic = \"argmax\" with gumbel")
         if self.embedder not in ("minilm", "hashing"):

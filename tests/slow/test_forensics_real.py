@@ -1,0 +1,104 @@
+"""Radioactivity on the real models, end to end: the SmolLM2 gateway (KGW, context width 1)
+serves a thief account and a bystander; a Gemma-3-270M + LoRA student is trained on the
+thief's harvest; the open-weights check on fresh *unmarked* teacher answers detects it and
+names the thief among 100 account keys (the shift statistic: the student's distribution
+minus its base's). The untouched base Gemma is not detected. Width 1 because it is the
+setting a small student inherits within a test's budget (BENCHMARKS.md, Forensics); the
+gateway default (width 2) needs far more text than a test can read."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WM = {"context_width": 1}
+HARVEST, FRESH, TOKENS = 160, 160, 64
+DECOYS = [f"decoy-{i:03d}" for i in range(98)]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    import torch
+
+    from distillery import store
+    from distillery.distill import TrainConfig, train
+    from distillery.forensics.api import generate_locally
+    from distillery.forensics.reading import TextRow
+    from distillery.gateway import ServeConfig, start_in_thread
+    from distillery.harvest import HarvestConfig, harvest, seed_prompts, taxonomy_prompts
+    from distillery.watermark import KeyRing
+
+    torch.set_num_threads(2)
+    run = tmp_path_factory.mktemp("forensics-real")
+    key_file = run / "watermark.key"
+    KeyRing.generate().save(key_file)
+    db = f"sqlite:///{run / 'gateway.db'}"
+    store.migrate(db)
+    engine = store.make_engine(db)
+    keys = {}
+    for name in ("thief", "bystander"):
+        store.create_account(engine, name)
+        keys[name] = store.create_key(engine, name).secret
+    prompts = [*seed_prompts(), *taxonomy_prompts()]
+    random.Random(0).shuffle(prompts)
+    assert len(prompts) >= HARVEST + FRESH + 8
+    cfg = ServeConfig(model="smollm2-135m-instruct", watermark="kgw", watermark_params=WM,
+                      watermark_key=str(key_file), database=db, port=0, rpm_limit=100_000,
+                      tpm_limit=100_000_000, max_batch_size=16, log_level="warning")
+    data = run / "harvest.jsonl"
+    server = start_in_thread(cfg, timeout=600)
+    try:
+        for name, ps in (("thief", prompts[:HARVEST]), ("bystander", prompts[-8:])):
+            rep = harvest(ps, run / f"harvest-{name}.jsonl", HarvestConfig(
+                base_url=server.base_url + "/v1", model="smollm2-135m-instruct",
+                api_keys=[keys[name]], concurrency=16, max_tokens=TOKENS, temperature=0.7,
+                top_p=0.95, timeout_s=600, progress=False))
+            assert rep.failed == 0
+    finally:
+        server.stop()
+    data.write_text((run / "harvest-thief.jsonl").read_text())
+    res = train(TrainConfig(dataset=str(data), output_dir=str(run / "student"),
+                            student="gemma-3-270m", lora=True, batch_size=8,
+                            max_steps=math.ceil(2 * HARVEST / 8), max_len=160,
+                            learning_rate=2e-4, warmup_steps=4, heldout_fraction=0.0,
+                            eval_every=0, save_every=0, num_threads=2), progress=False)
+    fresh = generate_locally([TextRow(p.messages, "") for p in prompts[HARVEST: HARVEST + FRESH]],
+                             "smollm2-135m-instruct", max_tokens=96)
+    texts = run / "fresh.jsonl"
+    texts.write_text("".join(json.dumps({"messages": list(r.messages), "response": r.response})
+                             + "\n" for r in fresh))
+    return {"db": db, "key_file": str(key_file), "student": res.student_dir,
+            "texts": str(texts)}
+
+
+def check(real_run, suspect: str, statistic: str):
+    from distillery.forensics import ForensicsConfig, run_check
+
+    return run_check(ForensicsConfig(
+        suspect=suspect, mode="open", dataset=real_run["texts"], database=real_run["db"],
+        key_file=real_run["key_file"], scheme_params=WM, accounts=("thief", "bystander",
+                                                                   *DECOYS),
+        statistic=statistic, controls=100, max_len=256, num_threads=2), progress=False)
+
+
+def test_the_real_student_is_detected_and_the_thief_named(real_run):
+    v = check(real_run, real_run["student"], "shift")
+    a = v.suspect_analysis
+    assert v.verdict == "detected", (a.global_result, v.plan)
+    assert a.named == ["thief"], [(x.name, x.adjusted_p) for x in a.accounts[:3]]
+    for s in a.controls:
+        assert s.ks_p > 1e-3, s
+
+
+def test_the_real_base_model_is_not_detected(real_run):
+    v = check(real_run, "gemma-3-270m", "mass")
+    a = v.suspect_analysis
+    assert v.verdict in ("inconclusive", "not detected"), v.verdict
+    assert a.global_result.p_value > 1e-3 and a.named == []
+    for s in a.controls:
+        assert s.ks_p > 1e-3, s
