@@ -112,3 +112,22 @@ def pg_url(postgres_server):
     with admin.begin() as c:
         c.execute(text(f"drop schema {schema} cascade"))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def rendered_dom():
+    """path -> the DOM after Chromium (Debian's, headless) loaded the page and ran its scripts:
+    the HTML reports' in-page checks mark there which figures were drawn (distillery.reporting).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: `make install` installs it (apt-get)"
+
+    def render(path) -> str:
+        return subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             "--virtual-time-budget=5000", "--dump-dom", f"file://{path}"],
+            capture_output=True, text=True, timeout=120, check=True).stdout
+
+    return render

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -141,11 +142,15 @@ def test_token_bytes_spell_the_text(tokenizer):
 
 
 @pytest.mark.parametrize("statistic", ["argmax", "shift"])
-def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path, statistic):
+def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path, statistic,
+                                                 rendered_dom):
     """shift: the student's distribution minus its base's (tiny-random, loaded by name), read
     chunk by chunk together; no separate reference analysis then (the base is inside). Needs
-    text the keys did not mark: the probe is unmarked teacher text."""
+    text the keys did not mark: the probe is unmarked teacher text. argmax also writes the HTML
+    report (rendered in Chromium); shift is given a report path in a missing folder: the
+    verdict is printed and written first, then one error line."""
     from distillery import store
+    from distillery.forensics.report import PLOTS, SECTIONS
 
     student = save_student(world["marked"], tokenizer, tmp_path / "student")
     key = tmp_path / "wm.key"
@@ -158,15 +163,35 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
     data = tmp_path / "probe.jsonl"
     data.write_text("".join(json.dumps({"messages": [], "response": r["response"]}) + "\n"
                             for r in world["probe"]))
+    report = tmp_path / ("report.html" if statistic == "argmax" else "missing/report.html")
     args = ["forensics", "check", "--suspect", student, "--dataset", str(data), "--database", db,
             "--key-path", str(key), "--teacher", "tiny-random", "--context-width", "1",
-            "--controls", "100", "--json", "--statistic", statistic]
+            "--controls", "100", "--json", "--statistic", statistic, "--output",
+            str(tmp_path / "verdict.json"), "--report", str(report)]
     if statistic == "shift":  # 32 windows per layer: a Bernstein p cannot reach 1e-6 / 240
         args += ["--alpha", "1e-3"]
     torch.set_num_threads(1)
     r = CliRunner().invoke(main, args)
-    assert r.exit_code == 0, r.output
-    v = json.loads(r.output.splitlines()[-1])
+    if statistic == "argmax":
+        assert r.exit_code == 0, r.output
+        v = json.loads(r.output.splitlines()[-1])
+        dom = rendered_dom(report)
+        for sec in SECTIONS:
+            assert f'<section id="{sec}">' in dom, sec
+        for plot in PLOTS:
+            m = re.search(rf'<figure class="plot" id="plot-{plot}" data-drawn="(\w+)"', dom)
+            assert m and m.group(1) == "true", plot
+        assert f'data-plots-drawn="{len(PLOTS)}"' in dom
+        assert "<b>DETECTED</b>" in dom and "Only the final point" in dom
+        assert f"named: {CAMPAIGN}." in dom
+        assert not re.search(r"""(src|href)=["']https?:""", dom)  # self-contained
+    else:
+        assert r.exit_code == 1 and not report.exists()
+        *out, err = r.output.splitlines()
+        assert err.startswith(f"error: --report {report}: No such file or directory"), err
+        assert "Traceback" not in r.output
+        v = json.loads(out[-1])
+        assert json.loads((tmp_path / "verdict.json").read_text()) == v
     assert v["verdict"] == "detected"
     named = [a["name"] for a in v["suspect_analysis"]["accounts"] if a["named"]]
     assert named == [CAMPAIGN]

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from distillery.cli import UserError
+
 
 def _shared(f):
     opts = [
@@ -146,9 +148,12 @@ def forensics() -> None:
 @_shared
 @click.option("--json", "as_json", is_flag=True, help="the whole verdict as JSON")
 @click.option("--output", default=None, help="also write the verdict JSON here")
-def check(as_json, output, **kw) -> None:
+@click.option("--report", default=None, metavar="PATH.html",
+              help="also write a self-contained HTML report of the verdict here")
+def check(as_json, output, report, **kw) -> None:
     """Radioactivity test of a suspect: verdict, p-values, accounts named, controls."""
     from distillery.forensics.check import write_json
+    from distillery.forensics.report import write_report
     from distillery.forensics.run import run_check
 
     v = run_check(_config(kw), progress=not as_json)
@@ -158,6 +163,12 @@ def check(as_json, output, **kw) -> None:
         click.echo(json.dumps(v.to_dict(), default=str))
     else:
         _echo(v)
+    if report:  # last: a bad path must not lose the verdict just printed
+        try:
+            write_report(v, report)
+        except OSError as e:
+            raise UserError(f"--report {report}: {e.strerror or e} (no report written; the "
+                            "verdict above is complete)") from None
 
 
 @forensics.command()

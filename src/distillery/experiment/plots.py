@@ -1,39 +1,16 @@
-"""The closed loop's plots: matplotlib figures as inline SVG strings (text drawn as paths, so
-the report needs no font or file beside it)."""
+"""The closed loop's plots: matplotlib figures as inline SVG strings (distillery.reporting)."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from datetime import datetime
 
+from distillery.reporting import axes, svg
+
 
 def _t(created) -> float:
     return created.timestamp() if isinstance(created, datetime) else float(created)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: files only
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _axes(width: float, height: float):
-    return _plt().subplots(figsize=(width, height))
-
-
-def _svg(fig) -> str:
-    plt = _plt()
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    s = buf.getvalue()
-    return s[s.index("<svg"):]
 
 
 def _legend(ax, **kw) -> None:
@@ -54,7 +31,7 @@ def plot_timeline(run, s: dict) -> str:
     rows = [r for r in run._usage(run.db) if r["name"] in y]
     t0 = min(_t(r["created_at"]) for r in rows)
     colours = {200: "#4c956c", 403: "#d62828", 429: "#f4a261"}
-    fig, ax = _axes(10, 0.22 * len(order) + 1.5)
+    fig, ax = axes(10, 0.22 * len(order) + 1.5)
     for code, col in colours.items():
         pts = [((_t(r["created_at"]) - t0) / 3600, y[r["name"]]) for r in rows
                if r["status_code"] == code]
@@ -70,7 +47,7 @@ def plot_timeline(run, s: dict) -> str:
     ax.set_xlabel("simulated time (hours)")
     ax.legend(loc="lower right", fontsize=7)
     ax.set_title("Requests per account (the extraction's accounts in red)")
-    return _svg(fig)
+    return svg(fig)
 
 
 def plot_risk(run, s: dict) -> str:
@@ -84,7 +61,7 @@ def plot_risk(run, s: dict) -> str:
         for e in p["scores"]:
             series[e["entity"]].append((p["requests"], -math.log10(max(e["p"], 1e-300))))
         marks += [(p["requests"], d) for d in p["decisions"]]
-    fig, ax = _axes(10, 4)
+    fig, ax = axes(10, 4)
     for ent, pts in series.items():
         name = ent.removeprefix("account:")
         xs, ys = zip(*pts, strict=True)
@@ -106,11 +83,11 @@ def plot_risk(run, s: dict) -> str:
                   f"{run.cfg.audit_every})")
     ax.set_ylabel("-log10 p (the window's combined score)")
     ax.set_title("Risk per account and cluster at each audit pass, with the policy's actions")
-    return _svg(fig)
+    return svg(fig)
 
 
 def plot_leak(s: dict) -> str:
-    fig, ax = _axes(6, 3.5)
+    fig, ax = axes(6, 3.5)
     names, vals, lo, hi = [], [], [], []
     for key, label in (("before_block", "before the block"), ("counterfactual",
                                                               "counterfactual (no audit)")):
@@ -130,11 +107,11 @@ def plot_leak(s: dict) -> str:
     ax.text(-0.4, 0.1, " 10% of the gap", fontsize=7, va="bottom")
     ax.set_ylabel("gap closed (bits per byte, 95% CI)")
     ax.set_title("Capability leaked: base -> teacher gap closed by the student")
-    return _svg(fig)
+    return svg(fig)
 
 
 def plot_radioactivity(s: dict) -> str:
-    fig, ax = _axes(7, 4)
+    fig, ax = axes(7, 4)
     cols = {"before-block": "#4c956c", "counterfactual": "#d62828"}
     alpha = None
     for which, f in s["forensics"].items():
@@ -161,4 +138,4 @@ def plot_radioactivity(s: dict) -> str:
     ax.set_ylabel("p-value (exact binomial, or Bernstein bound)")
     _legend(ax)
     ax.set_title("Radioactivity: p against tokens scored (the verdict reads the last point)")
-    return _svg(fig)
+    return svg(fig)

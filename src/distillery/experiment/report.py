@@ -9,7 +9,6 @@ experimenter's ground truth: the report uses them to score the defence, never th
 from __future__ import annotations
 
 import html
-import math
 from collections import Counter, defaultdict
 
 from distillery.experiment.plots import (
@@ -19,6 +18,7 @@ from distillery.experiment.plots import (
     plot_risk,
     plot_timeline,
 )
+from distillery.reporting import figure, fmt, page, table
 
 PLOTS = ("timeline", "risk", "leak", "radioactivity")
 SECTIONS = ("setup", "timeline", "audit", "leak", "forensics", "benign", "timings")
@@ -144,45 +144,6 @@ def summarise(run) -> dict:
         "accounts": accts}
 
 
-# -- HTML ------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        if abs(v) >= 1000:
-            return f"{v:,.0f}"
-        return f"{v:.3g}" if (abs(v) >= 1e-3 or v == 0) else f"{v:.2e}"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
-
-
-def _table(head: list[str], rows: list[list]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
-
-
-def _figure(name: str, svg: str) -> str:
-    return f'<figure class="plot" id="plot-{name}">{svg}</figure>'
-
-
-CSS = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
-       "font-size:12px;text-align:left}th{background:#f3f3f3}figure{margin:1em 0}"
-       ".headline{background:#f6f8fa;border-left:4px solid #7b2cbf;padding:.6em 1em}"
-       "svg{max-width:100%;height:auto}")
-# run in the browser: mark each plot that was laid out with a visible, non-empty drawing (the
-# Chromium test reads these marks from the rendered DOM)
-CHECK = ("<script>addEventListener('load',()=>{let n=0;for(const f of document.querySelectorAll("
-         "'figure.plot')){const s=f.querySelector('svg');const b=s&&s.getBoundingClientRect();"
-         "const ok=!!b&&b.width>50&&b.height>50&&s.querySelectorAll('path,use').length>5;"
-         "f.dataset.drawn=ok;n+=ok}document.body.dataset.plotsDrawn=n});</script>")
-
-
 def write_report(run, s: dict, path) -> None:
     c, camp, ben = s["config"], s["campaign"], s["benign"]
     lb, lc = s["leak"]["before_block"], s["leak"]["counterfactual"]
@@ -192,27 +153,27 @@ def write_report(run, s: dict, path) -> None:
         if not x["trained"]:
             return "no student (nothing served)"
         lo, hi = x["gap_closed_ci"]
-        return f"{_fmt(x['gap_closed'])} [{_fmt(lo)}, {_fmt(hi)}]"
+        return f"{fmt(x['gap_closed'])} [{fmt(lo)}, {fmt(hi)}]"
 
     head = (f"The extraction ({camp['accounts']} accounts, {', '.join(camp['personas'])}) "
             f"asked {camp['asked']} queries; the audit flagged it after "
-            f"{_fmt(camp['first_flag_after_requests'])} "
+            f"{fmt(camp['first_flag_after_requests'])} "
             f"requests of the timeline and blocked {camp['accounts_blocked']} of its "
             f"{camp['accounts']} accounts; it was served {camp['served']} answers "
             f"({camp['tokens_served']} tokens). A student trained on them closed {gap(lb)} of the "
             f"gap, against {gap(lc)} for everything it asked. Forensics on that student: "
             f"{fb['verdict'] if fb else 'no student'}"
-            + (f" (global p {_fmt(fb['global_p'])} at {fb['scored_tokens']} tokens scored)"
+            + (f" (global p {fmt(fb['global_p'])} at {fb['scored_tokens']} tokens scored)"
                if fb else "") + f". Benign accounts blocked: {len(ben['blocked'])} of "
             f"{ben['accounts']}.")
     sec = {}
-    sec["setup"] = _table(["setting", "value"], [
+    sec["setup"] = table(["setting", "value"], [
         [k, c[k]] for k in ("teacher", "watermark", "student", "generation_cap", "embedder",
                             "audit_every", "epochs", "eval_prompts", "forensics_texts",
                             "forensics_statistic", "seed")]
         + [["benign personas", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["benign"].items())],
            ["extraction", ", ".join(f"{k} {a}x{n}" for k, (a, n) in c["attack"].items())]])
-    sec["timeline"] = _figure("timeline", plot_timeline(run, s))
+    sec["timeline"] = figure("timeline", plot_timeline(run, s))
     accts = s["accounts"]
     atk_rows = [[account_label(a, x), x["asked"], x["served"], x["served_before_block"],
                  x["refused_403"],
@@ -220,15 +181,15 @@ def write_report(run, s: dict, path) -> None:
                  (x.get("first_throttle") or {}).get("after_requests"),
                  (x.get("first_block") or {}).get("after_requests"), x["final_status"]]
                 for a, x in sorted(accts.items()) if x["role"] == "attack"]
-    sec["audit"] = _figure("risk", plot_risk(run, s)) + _table(
+    sec["audit"] = figure("risk", plot_risk(run, s)) + table(
         ["extraction account", "asked", "served", "served before block", "refused",
          "flagged at", "throttled at", "blocked at (requests of the timeline)", "final"],
         atk_rows)
-    sec["leak"] = _figure("leak", plot_leak(s)) + _table(
+    sec["leak"] = figure("leak", plot_leak(s)) + table(
         ["student", "answers", "steps", "bits per byte [95% CI]", "base", "teacher",
          "gap closed [95% CI]"],
         [[n, x["answers"], x.get("steps"),
-          f"{_fmt(x.get('bpb_student'))} {_fmt(x.get('bpb_student_ci'))}",
+          f"{fmt(x.get('bpb_student'))} {fmt(x.get('bpb_student_ci'))}",
           x.get("bpb_base"), x.get("bpb_teacher"), gap(x)]
          for n, x in (("before the block", lb), ("counterfactual", lc))])
     rows, ctl_rows = [], []
@@ -242,27 +203,27 @@ def write_report(run, s: dict, path) -> None:
                      f["plan"]["tokens_needed"]])
         ctl_rows += [[which, x["layer"], x["n_keys"], x["min_p"], x["median_p"], x["ks_p"]]
                      for x in f["controls"]]
-    sec["forensics"] = _figure("radioactivity", plot_radioactivity(s)) + _table(
+    sec["forensics"] = figure("radioactivity", plot_radioactivity(s)) + table(
         ["student", "verdict", "global p", "adjusted", "windows scored", "green rate",
          "clean base's", "named", "best extraction account (adjusted p)",
          "tokens needed (planner)"], rows) + "<p>Controls: keys that never served anyone, " \
         "tested on the same candidates (uniform p-values expected: KS p not small).</p>" + \
-        _table(["student", "layer", "keys", "min p", "median p", "KS p vs uniform"], ctl_rows) + \
+        table(["student", "layer", "keys", "min p", "median p", "KS p vs uniform"], ctl_rows) + \
         "".join(f"<p><i>{html.escape(n)}</i></p>" for f in s["forensics"].values() if f
                 for n in f["notes"])
-    sec["benign"] = _table(["benign account", "asked", "served", "final status", "flagged at"], [
+    sec["benign"] = table(["benign account", "asked", "served", "final status", "flagged at"], [
         [account_label(a, x), x["asked"], x["served"], x["final_status"],
          (x.get("first_flag") or {}).get("after_requests")]
         for a, x in sorted(accts.items()) if x["role"] == "benign"])
-    sec["timings"] = _table(["stage", "seconds"], [[k, v] for k, v in s["timings_s"].items()])
+    sec["timings"] = table(["stage", "seconds"], [[k, v] for k, v in s["timings_s"].items()])
     titles = {"setup": "Setup", "timeline": "Timeline", "audit": "The audit and its policy",
               "leak": "Capability leaked before the block", "forensics":
               "Forensics: was the student trained on our outputs, through which accounts?",
               "benign": "The benign accounts' fate", "timings": "Stage timings"}
     body = "".join(f'<section id="{k}"><h2>{titles[k]}</h2>{sec[k]}</section>' for k in SECTIONS)
-    doc = (f"<!doctype html><html lang=en><meta charset=utf-8><title>distillery: closed loop"
-           f"</title><style>{CSS}</style><body><h1>Closed loop: attack and defence</h1>"
-           f'<p class="headline">{html.escape(head)}</p>{body}'
-           f"<p>Run directory: {html.escape(s['run_dir'])}; every figure above comes from its "
-           f"files (summary.json holds them).</p>{CHECK}</body></html>")
+    doc = page("distillery: closed loop",
+               f"<h1>Closed loop: attack and defence</h1>"
+               f'<p class="headline">{html.escape(head)}</p>{body}'
+               f"<p>Run directory: {html.escape(s['run_dir'])}; every figure above comes from "
+               f"its files (summary.json holds them).</p>")
     path.write_text(doc)
