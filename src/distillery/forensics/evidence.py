@@ -49,8 +49,9 @@ class Candidates:
     n_rows: int = 0  # texts or answers behind these candidates
     n_tokens: int = 0  # suspect tokens read (reading) or generated (API)
     info: dict = field(default_factory=dict)  # what the mode lost on the way, for the report
-    # reading mode with top_k: the suspect's k likeliest next tokens in teacher ids (-1: not
-    # mapped) and their probabilities, summed where two map to one teacher token (M, k)
+    # reading mode with top_k, API mode with top logprobs: the suspect's k likeliest next
+    # tokens in teacher ids (-1: not mapped) and their probabilities, summed where two map to
+    # one teacher token (M, k); all 0 where API mode aligned no generated step
     top_tokens: np.ndarray | None = None
     top_probs: np.ndarray | None = None
 
