@@ -82,6 +82,64 @@ def test_excluding_the_text_fed_in_keeps_a_predicting_clean_model_valid(tokenize
     assert (off <= 0.05).mean() > 0.3
 
 
+def _step(token: str, top: dict[str, float]) -> dict:
+    """One generated token as harvested, its top alternatives given as probabilities."""
+    return {"token": token, "logprob": math.log(top.get(token, 0.01)),
+            "top": [{"token": s, "logprob": math.log(p)} for s, p in top.items()]}
+
+
+def test_top_logprobs_align_to_teacher_positions_across_tokenizations(tokenizer, scheme):
+    """Teacher (SmolLM2's tokenizer): ' The| quick| brown| fox|,| na|ïve| café'. The suspect
+    split it ' The| qu|ick| brown fox|,| naïve| café' and ended its turn. A step is scored at
+    the teacher position starting at its first byte; ' fox' and 'ïve' start inside a suspect
+    token and get nothing; the end-of-turn token spells no text."""
+    from distillery.forensics.api import aligned_steps, token_offsets
+
+    text = " The quick brown fox, naïve café"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    tid = {s: tokenizer.encode(s, add_special_tokens=False)[0]
+           for s in (" quick", " qu", " brown", " café")}
+    steps = [_step(" The", {" The": 0.9}), _step(" qu", {" quick": 0.5, " qu": 0.2}),
+             _step("ick", {"ick": 0.9}),
+             _step(" brown fox", {" brown fox": 0.6, " brown": 0.3, "\ufffd": 0.05}),
+             _step(",", {",": 0.8}), _step(" naïve", {" naïve": 0.7}),
+             _step(" café", {" café": 0.4, " cafe": 0.3}), _step("<|im_end|>", {"<|im_end|>": 1})]
+    strings = [s["token"] for s in steps]
+    assert token_offsets(text, strings).tolist() == [0, 4, 7, 10, 20, 21, 28]  # ï: 2 bytes
+    assert token_offsets(text, [" The", " qi", "ck"]).tolist() == [0]  # stops where it differs
+    t, j = aligned_steps(text, strings, np.array(ids), token_bytes(tokenizer), scheme.start)
+    assert list(zip(t.tolist(), j.tolist(), strict=True)) == [(1, 1), (2, 3), (4, 4), (5, 5),
+                                                              (7, 6)]
+    c = answer_candidates([TextRow((), text, tuple(steps))], tokenizer, scheme)
+    assert c.top_tokens.shape == (len(ids) - scheme.start, 3)
+    has = {int(i) + scheme.start for i in np.flatnonzero(c.top_probs.sum(axis=1) > 0)}
+    assert has == {1, 2, 4, 5, 7}
+    mass = {int(x): float(q) for x, q in zip(c.top_tokens[0], c.top_probs[0], strict=True)}
+    assert mass[tid[" quick"]] == pytest.approx(0.5) and mass[tid[" qu"]] == pytest.approx(0.2)
+    row = dict(zip(c.top_tokens[1].tolist(), c.top_probs[1].tolist(), strict=True))
+    assert row[tid[" brown"]] == pytest.approx(0.9)  # ' brown fox' and ' brown': one token
+    assert c.top_probs[1].sum() == pytest.approx(0.9)  # U+FFFD: unknown bytes, not scored
+    assert c.info["positions_with_top_logprobs"] == 5
+
+
+def test_top_logprobs_on_the_teachers_tokenizer_are_the_identity(tokenizer, scheme, alphabet):
+    """Token strings decoded one id at a time, as the engine returns them: every position
+    from the first full window aligns to its own step, and each top string to its id."""
+    from distillery.forensics.api import aligned_steps
+
+    rng = np.random.default_rng(0)
+    ids = [int(i) for i in rng.choice(alphabet, 30)]
+    text = tokenizer.decode(ids)
+    steps = [{"token": tokenizer.decode([i]), "logprob": -1.0,
+              "top": [{"token": tokenizer.decode([a]), "logprob": -2.0} for a in alphabet[:4]]}
+             for i in ids]
+    t, j = aligned_steps(text, [s["token"] for s in steps], np.array(ids),
+                         token_bytes(tokenizer), scheme.start)
+    assert t.tolist() == j.tolist() == list(range(scheme.start, 30))
+    c = answer_candidates([TextRow((), text, tuple(steps))], tokenizer, scheme)
+    assert (np.sort(c.top_tokens, axis=1) == np.sort(alphabet[:4])).all()
+
+
 def test_tokens_needed_matches_the_references_rule():
     """REFERENCES: eps 0.0088 at alpha 1e-3, one key: ~24k tokens (the power-1/2 limit)."""
     sch = make_scheme("kgw", KeyRing({1: bytes(32)}))
@@ -210,6 +268,21 @@ def test_bad_input_is_one_line(tmp_path):
     assert r.exit_code != 0 and "give --database" in r.output and "Traceback" not in r.output
 
 
+def test_api_mode_mass_asks_for_top_logprobs():
+    """In api mode the mass statistic asks for 20 top logprobs unless told; too few, or the
+    shift (it reads weights), are one line from the CLI."""
+    from distillery.forensics import ForensicsConfig
+
+    url = "http://127.0.0.1:9/v1"
+    assert ForensicsConfig(suspect=url, dataset="d.jsonl", statistic="mass").top_logprobs == 20
+    assert ForensicsConfig(suspect=url, dataset="d.jsonl").top_logprobs == 0
+    for extra, says in ((["--statistic", "mass", "--top-logprobs", "1"], "--top-logprobs 2..20"),
+                        (["--statistic", "shift"], "--statistic mass")):
+        r = CliRunner().invoke(main, ["forensics", "check", "--suspect", url, "--dataset",
+                                      "d.jsonl", *extra])
+        assert r.exit_code != 0 and says in r.output and "Traceback" not in r.output, r.output
+
+
 def test_controls_are_fixed_and_distinct():
     a, b = control_keys(150), control_keys(150)
     assert [k.key_id for k in a] == [k.key_id for k in b]
@@ -229,14 +302,14 @@ def test_gumbel_scores_have_an_exact_null_on_unused_keys(tokenizer, alphabet, ri
     assert 0.99 < r.p_value + r.p_lower < 1.01  # continuous: the two tails add up to 1
 
 
-def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path):
-    """The closed-model path as a user runs it: the marked student behind an
-    OpenAI-compatible server, queried through the harvester, scored, with a token budget."""
+def _check_over_http(model, tokenizer, ring, tmp_path, **cfg):
+    """The closed-model path as a user runs it: a model behind an OpenAI-compatible server,
+    queried through the harvester with 96 prompts, scored, with a token budget."""
     from distillery.engine import TorchEngine
     from distillery.forensics import ForensicsConfig, run_check
     from distillery.harvest.testserver import ServerState, make_app, serve_in_thread
 
-    student = save_student(world["marked"], tokenizer, tmp_path / "student")
+    student = save_student(model, tokenizer, tmp_path / "student")
     key = tmp_path / "wm.key"
     ring.save(key)
     data = tmp_path / "prompts.jsonl"
@@ -246,11 +319,38 @@ def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path):
     with serve_in_thread(make_app(ServerState(), engine=TorchEngine.from_name(student))) as url:
         cfg = ForensicsConfig(suspect=url, dataset=str(data), key_file=str(key),
                               teacher="tiny-random", scheme_params=WM, accounts=(CAMPAIGN, "x"),
-                              budget_tokens=100, max_tokens=16, work_dir=str(tmp_path / "w"),
-                              reference="tiny-random", controls=100)
-        v = run_check(cfg, progress=False)
+                              max_tokens=16, work_dir=str(tmp_path / "w"),
+                              reference="tiny-random", controls=100, **cfg)
+        return run_check(cfg, progress=False)
+
+
+def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path):
+    v = _check_over_http(world["marked"], tokenizer, ring, tmp_path, budget_tokens=100)
     assert v.mode == "api" and 0 < v.usage["queries"] < 96  # stopped on the count
     assert v.suspect_analysis.global_result.n_scored >= 100
     assert v.verdict == "detected", v.suspect_analysis.global_result
     assert v.suspect_analysis.named == [CAMPAIGN]
     assert v.reference_analysis.global_adjusted_p > 1e-3
+
+
+@pytest.mark.parametrize("suspect", ["marked", "unmarked"])
+def test_api_mode_green_mass_from_top_logprobs(world, tokenizer, ring, tmp_path, suspect):
+    """The green mass from the endpoint's top 20 logprobs on the suspect's own answers: the
+    marked student is detected and the campaign named, a student of unmarked text is not, and
+    the controls stay uniform for both. alpha 1e-3: with a one-token window the alphabet
+    gives 32 windows per layer, and each window is one Bernstein term."""
+    v = _check_over_http(world[suspect], tokenizer, ring, tmp_path, statistic="mass",
+                         alpha=1e-3, budget_tokens=24)
+    g = v.suspect_analysis.global_result
+    assert v.statistic == "mass" and g.var is not None and g.n_scored >= 24
+    assert 0 < v.usage["queries"] < 96  # stopped on the count of windows
+    assert v.usage["positions_with_top_logprobs"] > 0.9 * v.usage["candidates"]
+    assert all(s.ks_p > 1e-3 for s in v.suspect_analysis.controls)
+    assert v.reference_analysis.global_result.var is not None  # read with top logprobs too
+    assert v.reference_analysis.global_adjusted_p > 1e-3
+    if suspect == "marked":
+        assert v.verdict == "detected", g
+        assert v.suspect_analysis.named == [CAMPAIGN]
+    else:
+        assert v.verdict != "detected" and v.suspect_analysis.global_adjusted_p > 1e-3, g
+        assert v.suspect_analysis.named == []

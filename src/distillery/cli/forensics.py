@@ -35,12 +35,16 @@ def _shared(f):
                           "prompts (the exact test) instead of the stored, marked answers"),
         click.option("--statistic", type=click.Choice(["argmax", "mass", "shift"]),
                      default="argmax", show_default=True,
-                     help="open mode: the suspect's top-1 token (exact, any text), the green "
-                     "mass of its top-k distribution (more power; needs --fresh N), or the "
-                     "green mass of its shift from its clean base (most power; needs --fresh "
-                     "N and the base: a LoRA student, or --reference)"),
+                     help="the suspect's top-1 token (exact, any text), the green mass of "
+                     "its top-k distribution (more power; open mode needs --fresh N, api mode "
+                     "reads --top-logprobs), or (open mode) the green mass of its shift from "
+                     "its clean base (most power; needs --fresh N and the base: a LoRA "
+                     "student, or --reference)"),
         click.option("--top-k", type=int, default=32, show_default=True,
-                     help="tokens of the suspect's distribution the green mass reads"),
+                     help="open mode: tokens of the suspect's distribution the green mass reads"),
+        click.option("--top-logprobs", type=int, default=None,
+                     help="api mode: top logprobs asked per answer token, 0..20 [default: 20 "
+                          "with --statistic mass, else 0]"),
         click.option("--skip-rows", type=int, default=0, show_default=True,
                      help="skip the rows a pilot (`forensics plan`) used"),
         click.option("--reference", default=None,

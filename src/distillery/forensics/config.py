@@ -23,13 +23,17 @@ class ForensicsConfig:
     skip_rows: int = 0                # rows a pilot (`forensics plan`) used: never reuse them
     fresh: int = 0                    # open mode: read N fresh *unmarked* teacher answers to
                                       # the stored prompts (exact) instead of the stored ones
-    # open mode: argmax (the suspect's top-1 token, exact binomial, any text) | mass (its
-    # top_k distribution's green mass, Bernstein bound: more power; needs unmarked text,
-    # i.e. --fresh N or a dataset of unmarked answers; KGW only) | shift (the green mass of
-    # the suspect's distribution minus its clean base's: the base's share of the noise is
+    # argmax (the suspect's top-1 token, exact binomial, any text) | mass (its top_k
+    # distribution's green mass, Bernstein bound: more power; KGW only; open mode needs
+    # unmarked text, i.e. --fresh N or a dataset of unmarked answers; api mode reads the
+    # endpoint's top_logprobs on the suspect's own answers) | shift (open mode: the green mass
+    # of the suspect's distribution minus its clean base's: the base's share of the noise is
     # gone; needs the base, i.e. a LoRA student or --reference with the same tokenizer)
     statistic: str = "argmax"
     top_k: int = 32
+    # api mode: top logprobs asked per generated token (OpenAI serves at most 20); None: 20
+    # with the mass statistic (the most there is: each adds mass, hence power), else 0
+    top_logprobs: int | None = None
     reference: str | None = None      # clean model (default: the suspect's base, else gemma)
     controls: int = 100               # keys that never served anyone, tested beside
     alpha: float = 1e-6               # family-wise level of the verdict
@@ -73,10 +77,20 @@ class ForensicsConfig:
                 raise ValueError(f"{name} must be >= 1, got {v}")
         if self.statistic not in ("argmax", "mass", "shift"):
             raise ValueError(f"statistic must be argmax, mass or shift, got {self.statistic!r}")
-        if self.statistic in ("mass", "shift"):
-            if self.mode != "open" or self.scheme != "kgw":
-                raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
-                                 "under KGW (--mode open, --scheme kgw)")
+        if self.top_logprobs is None:
+            self.top_logprobs = 20 if self.mode == "api" and self.statistic == "mass" else 0
+        if not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be in [0, 20] (OpenAI-compatible servers cap "
+                             f"at 20), got {self.top_logprobs}")
+        if self.statistic in ("mass", "shift") and self.scheme != "kgw":
+            raise ValueError(f"the {self.statistic} statistic is defined for KGW (--scheme kgw)")
+        if self.mode == "api" and self.statistic == "shift":
+            raise ValueError("the shift statistic reads an open-weights suspect (--mode open); "
+                             "in api mode use --statistic mass")
+        if self.mode == "api" and self.statistic == "mass" and self.top_logprobs < 2:
+            raise ValueError("the mass statistic in api mode reads the endpoint's top "
+                             f"logprobs: give --top-logprobs 2..20, got {self.top_logprobs}")
+        if self.mode == "open" and self.statistic in ("mass", "shift"):
             if not self.fresh and self.dataset is None:
                 raise ValueError(f"the {self.statistic} statistic needs text not marked with the "
                                  "tested keys: give --fresh N (unmarked teacher answers)")

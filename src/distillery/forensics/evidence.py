@@ -49,8 +49,9 @@ class Candidates:
     n_rows: int = 0  # texts or answers behind these candidates
     n_tokens: int = 0  # suspect tokens read (reading) or generated (API)
     info: dict = field(default_factory=dict)  # what the mode lost on the way, for the report
-    # reading mode with top_k: the suspect's k likeliest next tokens in teacher ids (-1: not
-    # mapped) and their probabilities, summed where two map to one teacher token (M, k)
+    # reading mode with top_k, API mode with top logprobs: the suspect's k likeliest next
+    # tokens in teacher ids (-1: not mapped) and their probabilities, summed where two map to
+    # one teacher token (M, k); all 0 where API mode aligned no generated step
     top_tokens: np.ndarray | None = None
     top_probs: np.ndarray | None = None
 
@@ -214,7 +215,10 @@ def pool(scheme: WatermarkScheme, name: str, members: Sequence[KeyScore]) -> Key
 # bounded by max(gamma, 1 - gamma). Bernstein's inequality then gives a valid (conservative)
 # p-value, P(sum X_i >= s) <= exp(-s^2 / (2 V + 2 b s / 3)), with no normal approximation.
 # The text must not be marked with the tested key (its windows would depend on the key): read
-# fresh, unmarked teacher answers. Windows are de-duplicated: one term per distinct window.
+# fresh, unmarked teacher answers, or score the suspect's own answers through the top logprobs
+# of an endpoint (API mode: under H0 they do not depend on the key; the windows of an
+# answer's own prompt are excluded as for the argmax). Windows are de-duplicated: one term per
+# distinct window.
 #
 # The shift (shift_candidates): when the suspect's clean base is known (an open student and
 # its base model), most of the suspect's distribution is the base's, and its green mass is
@@ -267,14 +271,23 @@ def shift_candidates(suspect: Candidates, reference: Candidates) -> Candidates:
 
 
 def _mass_rows(c: Candidates, layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (windows (n, w), tokens (n, k), probs (n, k)): one row per distinct window."""
+    """-> (windows (n, w), tokens (n, k), probs (n, k)): one row per distinct window, its
+    first occurrence that carries some mass (a position no generated step aligned to in API
+    mode, or whose tokens all failed to map, does not use up its window's one term; the choice
+    depends on the suspect's output alone, never on a key)."""
     if c.top_tokens is None:
         raise ValueError("the green-mass statistic needs the suspect's top-k distribution: "
-                         "read with top_k > 0 (open mode)")
-    sel = (c.is_global if layer == "global" else ~c.is_global) & ~c.excluded
+                         "read with top_k > 0 (open mode) or ask for top_logprobs (api mode)")
+    sel = (c.is_global if layer == "global" else ~c.is_global) & ~c.excluded & \
+        (c.top_probs != 0).any(axis=1)
     w = c.windows[sel]
     first = first_occurrences(w) if len(w) else np.zeros(0, bool)
     return w[first], c.top_tokens[sel][first], c.top_probs[sel][first]
+
+
+def mass_count(c: Candidates, layer: Layer) -> int:
+    """Windows the green mass scores on one layer: key-free, so a budget may stop on it."""
+    return len(_mass_rows(c, layer)[0])
 
 
 def mass_results(c: Candidates, scheme: WatermarkScheme, layer: Layer,

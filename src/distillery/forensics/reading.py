@@ -39,10 +39,14 @@ LogitsHook = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class TextRow:
-    """One of our texts: the prompt as chat messages ([] for raw text) and the marked answer."""
+    """One of our texts: the prompt as chat messages ([] for raw text) and the marked answer;
+    or, in API mode, a suspect's answer to the prompt, with the logprobs it returned."""
 
     messages: tuple[dict, ...]
     response: str
+    # one per generated token, as harvested (harvester.logprobs_to_rows): {"token", "logprob",
+    # "top": [{"token", "logprob"}, ...]}; None when the endpoint was not asked for them
+    logprobs: tuple[dict, ...] | None = None
 
 
 def text_tuples(ids: np.ndarray, width: int) -> np.ndarray:

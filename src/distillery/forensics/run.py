@@ -14,7 +14,12 @@ import torch
 from distillery.forensics.api import answer_candidates, budgeted, generate_locally, query_endpoint
 from distillery.forensics.check import Verdict, read_in_budget, verdict_for
 from distillery.forensics.config import ForensicsConfig
-from distillery.forensics.evidence import Candidates, scored_count, shift_candidates
+from distillery.forensics.evidence import (
+    Candidates,
+    mass_count,
+    scored_count,
+    shift_candidates,
+)
 from distillery.forensics.reading import Reader, TextRow
 from distillery.forensics.sources import account_names, dataset_rows, shuffled, usage_rows
 
@@ -133,19 +138,30 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
         def ask(ps):
             return query_endpoint(ps, cfg.suspect, cfg.api_key, model_name, work,
                                   cfg.max_tokens, cfg.temperature, concurrency=cfg.concurrency,
-                                  progress=progress)
+                                  progress=progress, top_logprobs=cfg.top_logprobs)
 
         def count(answers) -> int:
-            return scored_count(answer_candidates(answers, ttok, scheme), scheme, "global",
-                                scheme.global_key)
+            c = answer_candidates(answers, ttok, scheme)
+            if cfg.statistic == "mass":
+                return mass_count(c, "global")
+            return scored_count(c, scheme, "global", scheme.global_key)
 
         answers = budgeted(ask, rows, count, cfg.budget_tokens, round_size=4 * cfg.concurrency)
         c = answer_candidates(answers, ttok, scheme)
         c.info["queries"] = len(answers)
+        missing = sum(not a.logprobs for a in answers) if cfg.top_logprobs else 0
+        if missing:
+            note = (f"{missing} of {len(answers)} answers carry no logprobs: the endpoint did "
+                    f"not return them, or {work}/answers.jsonl kept answers of a run without "
+                    "--top-logprobs (use a fresh --work-dir)")
+            if missing == len(answers) and cfg.statistic == "mass":
+                raise ValueError(note)
+            notes.append(note)
         ref_name = cfg.reference or OTHER_SHIPPED.get(cfg.teacher)
         ref_c = None
         if ref_name is not None:
-            ref_rows = generate_locally(answers, ref_name, cfg.max_tokens, cfg.temperature)
+            ref_rows = generate_locally(answers, ref_name, cfg.max_tokens, cfg.temperature,
+                                        top_logprobs=cfg.top_logprobs)
             ref_c = answer_candidates(ref_rows, ttok, scheme)
     v = verdict_for(c, scheme, accounts, mode=cfg.mode, suspect=cfg.suspect,
                     clusters=cfg.clusters, n_controls=cfg.controls, alpha=cfg.alpha,

@@ -87,10 +87,8 @@ class TokenMap:
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         todo = [int(i) for i in np.unique(ids) if int(i) not in self._map]
-        texts = [self._text(i) for i in todo]
-        enc = self.teacher(texts, add_special_tokens=False)["input_ids"] if todo else []
-        for i, e in zip(todo, enc, strict=True):
-            self._map[i] = e[0] if e else -1
+        self._map.update(zip(todo, first_ids(self.teacher, [self._text(i) for i in todo]),
+                             strict=True))
         return np.array([self._map[int(i)] for i in ids], dtype=np.int64)
 
     def _text(self, i: int) -> str:
@@ -99,6 +97,12 @@ class TokenMap:
             return self.suspect_bytes[i].decode("utf-8")
         except UnicodeDecodeError:
             return ""
+
+
+def first_ids(teacher: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
+    """Each text -> the id of the first teacher token of its tokenization (-1 for "")."""
+    enc = teacher(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return [e[0] if e else -1 for e in enc]
 
 
 def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:

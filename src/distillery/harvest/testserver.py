@@ -61,6 +61,11 @@ def _echo_logprobs(text: str, k: int) -> dict:
     return {"content": content}
 
 
+def _finite(lp: float) -> float:
+    """-inf (outside the top-p nucleus) as OpenAI's stand-in -9999: JSON has no infinity."""
+    return max(lp, -9999.0)
+
+
 class EngineBackend:
     """Micro-batches concurrent requests into one engine.generate call (in a thread)."""
 
@@ -90,8 +95,8 @@ class EngineBackend:
         lp = None
         if ch.logprobs is not None:
             lp = {"content": [
-                {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
-                 "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
+                {"token": t.token, "logprob": _finite(t.logprob), "bytes": list(t.token.encode()),
+                 "top_logprobs": [{"token": s, "logprob": _finite(v), "bytes": list(s.encode())}
                                   for _, s, v in t.top]}
                 for t in ch.logprobs]}
         return ch.text, ch.finish_reason, lp, res.prompt_tokens, len(ch.token_ids)
