@@ -67,8 +67,8 @@ class Candidates:
             return cls.empty(w)
         info: dict = {}
         for p in parts:
-            for k, v in p.info.items():
-                info[k] = info.get(k, 0) + v
+            for k, v in p.info.items():  # counts add up; flags (bool) stay flags
+                info[k] = v if isinstance(v, bool) else info.get(k, 0) + v
         top = all(p.top_tokens is not None for p in parts)
         return cls(np.concatenate([p.windows for p in parts]),
                    np.concatenate([p.tokens for p in parts]),
