@@ -83,6 +83,13 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="*", default=[100, 200, 400],
                     help="texts read per planned test (the last: all of --fresh)")
     ap.add_argument("--top-k", type=int, default=32)
+    ap.add_argument("--context-width", type=int, default=None,
+                    help="the gateway scheme's context width [default: the scheme's, 2]")
+    ap.add_argument("--scrub-penalty", type=float, default=None,
+                    help="also read each student through Pan et al.'s neutralisation "
+                         "(forensics/scrub.py) built from the run's harvest, this penalty")
+    ap.add_argument("--harvest", default="dataset.jsonl",
+                    help="the thief's harvest in the run dir (for --scrub-penalty)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -91,9 +98,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
-    from distillery.forensics.check import verdict_for
-    from distillery.forensics.evidence import Candidates, shift_candidates
-    from distillery.forensics.reading import Reader
     from distillery.forensics.run import LAYER_PROBE, load_suspect
     from distillery.forensics.sources import account_names
     from distillery.models import load_tokenizer
@@ -102,64 +106,94 @@ def main() -> None:
     run = Path(args.run_dir)
     db = f"sqlite:///{run / 'gateway.db'}"
     ring = KeyRing.load(run / "watermark.key")
-    scheme = make_scheme("kgw", ring, account=LAYER_PROBE)
+    params = {} if args.context_width is None else {"context_width": args.context_width}
+    scheme = make_scheme("kgw", ring, account=LAYER_PROBE, **params)
     stored = account_names(db)
-    campaign = args.campaign if args.campaign is not None else blocked_accounts(db)
+    campaign = args.campaign if args.campaign is not None else (blocked_accounts(db) or stored)
     names = stored + [f"decoy-{i:04d}" for i in range(max(args.keys - len(stored), 0))]
     accounts = {n: ring.account_key(n) for n in names}
     clusters = {"campaign": tuple(campaign)} if campaign else {}
     rows = fresh_texts(run, db, args.fresh, args.fresh_max_tokens, args.seed)
     ttok = load_tokenizer("smollm2-135m-instruct")
     out = {"run": str(run), "n_keys": len(accounts), "campaign": campaign, "fresh": len(rows),
-           "top_k": args.top_k, "threads": args.threads, "students": {}}
+           "top_k": args.top_k, "threads": args.threads, "scheme_params": params,
+           "students": {}}
     for student in args.students:
         model, tok, base, _ = load_suspect(str(run / student))
-        reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size, top_k=args.top_k)
-        parts, ref_parts = [], []
-        t0 = time.perf_counter()
-        for lo in range(0, len(rows), 32):
-            parts.append(reader.candidates(rows[lo: lo + 32]))
-            with model.disable_adapter():
-                ref_parts.append(reader.candidates(rows[lo: lo + 32]))
-            log.info("%s: %d / %d texts read", student, lo + 32, len(rows))
-        read_s = time.perf_counter() - t0
-        tokens = 2 * sum(p.n_tokens for p in parts)
-        res = []
-        for budget in sorted({*(b for b in args.budgets if b < len(rows)), len(rows)}):
-            k = -(-budget // 32)
-            c = Candidates.concat(parts[:k], scheme.window)
-            rc = Candidates.concat(ref_parts[:k], scheme.window)
-            for statistic in STATISTICS:
-                kw = ({"candidates": shift_candidates(c, rc)} if statistic == "shift" else
-                      {"candidates": c, "reference_candidates": rc})
-                v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
-                                suspect=student, clusters=clusters, n_controls=100,
-                                reference=f"{base} (adapter off)", statistic=statistic, **kw)
-                a, g = v.suspect_analysis, v.suspect_analysis.global_result
-                camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
-                best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
-                r = {"student": student, "statistic": statistic, "texts": c.n_rows,
-                     "scored": g.n_scored, "z": g.z, "p": g.p_value, "p_lower": g.p_lower,
-                     "rate": g.rate, "verdict": v.verdict, "named": a.named,
-                     "campaign_cluster": None if camp is None else {
-                         "z": camp.result.z, "p": camp.result.p_value,
-                         "adjusted_p": camp.adjusted_p},
-                     "best_account": None if best is None else {
-                         "name": best.name, "in_campaign": best.name in campaign,
-                         "z": best.result.z, "adjusted_p": best.adjusted_p},
-                     "reference_p": (v.reference_analysis.global_result.p_value
-                                     if v.reference_analysis else None),
-                     "controls_ks": [s.ks_p for s in a.controls],
-                     "controls_min_p": [s.min_p for s in a.controls],
-                     "plan_needed": v.plan.tokens_needed,
-                     "plan_shift_ci": v.plan.shift_ci}
-                log.info("%s %-6s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
-                         student, statistic, c.n_rows, g.n_scored, g.z, g.p_value,
-                         "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
-                res.append(r)
-        out["students"][student] = {"read_s": read_s, "tokens_read": tokens,
-                                    "tokens_per_s": tokens / read_s, "results": res}
-        (run / args.out).write_text(json.dumps(out, indent=2, default=str))
+        hook, suspects = None, [student]
+        if args.scrub_penalty is not None:
+            from distillery.forensics.scrub import neutraliser
+
+            t0 = time.perf_counter()
+            harvest = [json.loads(x)["response"] for x in (run / args.harvest).open()]
+            hook = neutraliser(model, model.disable_adapter, tok, harvest,
+                               penalty=args.scrub_penalty)
+            log.info("neutraliser: %d prefixes in %.0f s", hook.n_prefixes,
+                     time.perf_counter() - t0)
+            suspects.append(f"{student} (neutralised, penalty {args.scrub_penalty:g})")
+        for suspect in suspects:
+            res, stats = read_and_test(suspect, model, tok, ttok, scheme, rows, accounts,
+                                       clusters, campaign, base, args,
+                                       hook if suspect != student else None)
+            out["students"][suspect] = {**stats, "results": res}
+            (run / args.out).write_text(json.dumps(out, indent=2, default=str))
+
+
+def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,
+                  args, hook):
+    """Read the texts with the student (through `hook` if any) and its base; every statistic
+    at every budget."""
+    from distillery.forensics.check import verdict_for
+    from distillery.forensics.evidence import Candidates, shift_candidates
+    from distillery.forensics.reading import Reader
+
+    reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size, top_k=args.top_k,
+                    logits_hook=hook)
+    base_reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size,
+                         top_k=args.top_k)
+    parts, ref_parts = [], []
+    t0 = time.perf_counter()
+    for lo in range(0, len(rows), 32):
+        parts.append(reader.candidates(rows[lo: lo + 32]))
+        with model.disable_adapter():
+            ref_parts.append(base_reader.candidates(rows[lo: lo + 32]))
+        log.info("%s: %d / %d texts read", student, lo + 32, len(rows))
+    read_s = time.perf_counter() - t0
+    tokens = 2 * sum(p.n_tokens for p in parts)
+    res = []
+    for budget in sorted({*(b for b in args.budgets if b < len(rows)), len(rows)}):
+        k = -(-budget // 32)
+        c = Candidates.concat(parts[:k], scheme.window)
+        rc = Candidates.concat(ref_parts[:k], scheme.window)
+        for statistic in STATISTICS:
+            kw = ({"candidates": shift_candidates(c, rc)} if statistic == "shift" else
+                  {"candidates": c, "reference_candidates": rc})
+            v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
+                            suspect=student, clusters=clusters, n_controls=100,
+                            reference=f"{base} (adapter off)", statistic=statistic, **kw)
+            a, g = v.suspect_analysis, v.suspect_analysis.global_result
+            camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
+            best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
+            r = {"student": student, "statistic": statistic, "texts": c.n_rows,
+                 "scored": g.n_scored, "z": g.z, "p": g.p_value, "p_lower": g.p_lower,
+                 "rate": g.rate, "verdict": v.verdict, "named": a.named,
+                 "campaign_cluster": None if camp is None else {
+                     "z": camp.result.z, "p": camp.result.p_value,
+                     "adjusted_p": camp.adjusted_p},
+                 "best_account": None if best is None else {
+                     "name": best.name, "in_campaign": best.name in campaign,
+                     "z": best.result.z, "adjusted_p": best.adjusted_p},
+                 "reference_p": (v.reference_analysis.global_result.p_value
+                                 if v.reference_analysis else None),
+                 "controls_ks": [s.ks_p for s in a.controls],
+                 "controls_min_p": [s.min_p for s in a.controls],
+                 "plan_needed": v.plan.tokens_needed,
+                 "plan_shift_ci": v.plan.shift_ci}
+            log.info("%s %-6s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
+                     student, statistic, c.n_rows, g.n_scored, g.z, g.p_value,
+                     "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
+            res.append(r)
+    return res, {"read_s": read_s, "tokens_read": tokens, "tokens_per_s": tokens / read_s}
 
 
 def blocked_accounts(db: str) -> list[str]:
