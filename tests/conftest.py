@@ -131,3 +131,4 @@ def rendered_dom():
             capture_output=True, text=True, timeout=120, check=True).stdout
 
     return render
+
