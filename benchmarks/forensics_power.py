@@ -78,7 +78,11 @@ def main() -> None:
     ap.add_argument("--campaign", nargs="*", default=None,
                     help="the campaign's accounts [default: those the audit blocked]")
     ap.add_argument("--keys", type=int, default=1000, help="attribution family size")
-    ap.add_argument("--fresh", type=int, default=400)
+    ap.add_argument("--fresh", type=int, default=400,
+                    help="fresh unmarked teacher answers read (the exact test)")
+    ap.add_argument("--stored", action="store_true",
+                    help="read --fresh N of the usage store's own (marked) answers instead: "
+                         "valid but conservative (check.py, 'Which text to read')")
     ap.add_argument("--fresh-max-tokens", type=int, default=96)
     ap.add_argument("--budgets", type=int, nargs="*", default=[100, 200, 400],
                     help="texts read per planned test (the last: all of --fresh)")
@@ -113,9 +117,15 @@ def main() -> None:
     names = stored + [f"decoy-{i:04d}" for i in range(max(args.keys - len(stored), 0))]
     accounts = {n: ring.account_key(n) for n in names}
     clusters = {"campaign": tuple(campaign)} if campaign else {}
-    rows = fresh_texts(run, db, args.fresh, args.fresh_max_tokens, args.seed)
+    if args.stored:
+        from distillery.forensics.sources import shuffled, usage_rows
+
+        rows = shuffled(usage_rows(db), args.seed)[: args.fresh]
+    else:
+        rows = fresh_texts(run, db, args.fresh, args.fresh_max_tokens, args.seed)
     ttok = load_tokenizer("smollm2-135m-instruct")
     out = {"run": str(run), "n_keys": len(accounts), "campaign": campaign, "fresh": len(rows),
+           "texts": "stored (marked) answers" if args.stored else "fresh unmarked answers",
            "top_k": args.top_k, "threads": args.threads, "scheme_params": params,
            "students": {}}
     for student in args.students:
