@@ -53,7 +53,7 @@ class ExperimentConfig:
     # mass: the green mass of each student's top-k distribution (more power; the texts are
     # unmarked, as it needs) | shift: the same of its difference from its base (the LoRA
     # adapter off; most power) | argmax: its top-1 token (exact binomial)
-    forensics_statistic: str = "mass"
+    forensics_statistic: str = "shift"
     forensics_max_tokens: int = 64
     controls: int = 100
     alpha: float = 1e-6

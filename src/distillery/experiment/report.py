@@ -207,7 +207,10 @@ def write_report(run, s: dict, path) -> None:
         ["student", "verdict", "global p", "adjusted", "windows scored", "green rate",
          "clean base's", "named", "best extraction account (adjusted p)",
          "tokens needed (planner)"], rows) + "<p>Controls: keys that never served anyone, " \
-        "tested on the same candidates (uniform p-values expected: KS p not small).</p>" + \
+        "tested on the same candidates (uniform p-values expected: KS p not small). Green " \
+        "rate: green tokens per token scored (argmax), green mass per unit of mass (mass), " \
+        "or gamma plus the green excess per unit of mass the student moved from its clean " \
+        "base (shift; the base is then inside the statistic, not a separate row).</p>" + \
         table(["student", "layer", "keys", "min p", "median p", "KS p vs uniform"], ctl_rows) + \
         "".join(f"<p><i>{html.escape(n)}</i></p>" for f in s["forensics"].values() if f
                 for n in f["notes"])
