@@ -81,7 +81,9 @@ def test_students_evaluation_and_forensics_are_filled(done):
         assert {c["layer"]: c["n_keys"] for c in f["controls"]} == {"global": 100, "account": 100}
         assert f["accounts_tested"] == 6 + 7  # every account of the store
         assert f["trace"] and f["trace"][-1][0] == f["scored_tokens"]  # verdict = last point
-        assert f["reference"] is not None and f["reference_trace"]
+        # the shift (the default) has the clean base inside it: no separate reference read
+        assert f["statistic"] == "shift" and f["reference"].endswith("(the suspect's base)")
+        assert f["reference_trace"] is None and f["reference_p"] is None
 
 
 def test_summary_json_is_the_returned_summary(done):
