@@ -56,16 +56,13 @@ def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str,
                           watermark_params=watermark_params or {},
                           database=db, port=0, rpm_limit=100_000, tpm_limit=100_000_000,
                           max_batch_size=16, log_level="warning")
-        store.migrate(db)
-        engine = store.make_engine(db)
         keys_file = run_dir / "api_keys.txt"  # the campaign's keys survive a restart
         if keys_file.exists():
+            store.migrate(db)
             keys = keys_file.read_text().split()
         else:
-            keys = []
-            for i in range(n_accounts):
-                store.create_account(engine, f"campaign-{i:02d}")
-                keys.append(store.create_key(engine, f"campaign-{i:02d}").secret)
+            keys = list(store.provision(
+                db, [f"campaign-{i:02d}" for i in range(n_accounts)]).values())
             keys_file.write_text("\n".join(keys) + "\n")
             keys_file.chmod(0o600)
         server = start_in_thread(cfg, timeout=600)

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -117,24 +116,15 @@ def measure(clients: int, tokens: int, wall: float, latencies: list[float]) -> d
 
 
 # -- the gateway -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(engine: str, model: str, threads: int, tmp: Path) -> tuple[subprocess.Popen, str, str]:
     import httpx
 
     from distillery import store
+    from distillery.gateway.server import free_port
     from distillery.watermark import KeyRing
 
     db = f"sqlite:///{tmp}/{engine}-{time.time_ns()}.db"
-    store.migrate(db)
-    sql = store.make_engine(db)
-    store.create_account(sql, "bench")
-    key = store.create_key(sql, "bench").secret
-    sql.dispose()
+    key = store.provision(db, ["bench"])["bench"]
     ring = tmp / "watermark.key"
     if not ring.exists():
         KeyRing.generate(ring)

@@ -221,13 +221,8 @@ class Server:
 
 
 def new_key(url: str) -> str:
-    store.migrate(url)
-    db = store.make_engine(url)
     name = f"bench-{os.getpid()}-{time.time_ns()}"
-    store.create_account(db, name)
-    key = store.create_key(db, name).secret
-    db.dispose()
-    return key
+    return store.provision(url, [name])[name]
 
 
 # -- raw client ------------------------------------------------------------------------------

@@ -54,12 +54,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     db = f"sqlite:///{tmp / 'gw.db'}"
-    store.migrate(db)
-    eng = store.make_engine(db)
-    keys = []
-    for i in range(4):
-        store.create_account(eng, f"bench-{i}")
-        keys.append(store.create_key(eng, f"bench-{i}").secret)
+    keys = list(store.provision(db, [f"bench-{i}" for i in range(4)]).values())
     port = free_port()
     gw = subprocess.Popen(
         [sys.executable, "-c", "from distillery.cli import main; main()", "serve", "--model",

@@ -24,11 +24,7 @@ CLIENTS, REQUESTS = 20, 500
 
 def spawn(tmp_path) -> tuple[subprocess.Popen, str, str, str]:
     url = f"sqlite:///{tmp_path}/load.db"
-    store.migrate(url)
-    db = store.make_engine(url)
-    store.create_account(db, "loader")
-    key = store.create_key(db, "loader").secret
-    db.dispose()
+    key = store.provision(url, ["loader"])["loader"]
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(

@@ -42,12 +42,7 @@ def real_run(tmp_path_factory):
     key_file = run / "watermark.key"
     KeyRing.generate().save(key_file)
     db = f"sqlite:///{run / 'gateway.db'}"
-    store.migrate(db)
-    engine = store.make_engine(db)
-    keys = {}
-    for name in ("thief", "bystander"):
-        store.create_account(engine, name)
-        keys[name] = store.create_key(engine, name).secret
+    keys = store.provision(db, ["thief", "bystander"])
     prompts = [*seed_prompts(), *taxonomy_prompts()]
     random.Random(0).shuffle(prompts)
     assert len(prompts) >= HARVEST + FRESH + 8

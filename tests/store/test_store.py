@@ -89,6 +89,14 @@ def test_accounts_and_keys(url):
     db.dispose()
 
 
+def test_provision_makes_accounts_with_one_working_key_each(url):
+    keys = store.provision(url, ["carol", "dave"])
+    db = store.make_engine(url)
+    assert [store.lookup_key(db, store.hash_key(keys[a])).account for a in ("carol", "dave")] \
+        == ["carol", "dave"]
+    db.dispose()
+
+
 def test_usage_writer_batches_and_flushes_on_close(url):
     store.migrate(url)
     db = store.make_engine(url)

@@ -13,6 +13,7 @@ from distillery.store.accounts import (
     list_accounts,
     list_keys,
     lookup_key,
+    provision,
     revoke_key,
     set_status,
 )
@@ -26,5 +27,5 @@ __all__ = [
     "AuditRow", "Base", "KeyIdentity", "KeyInfo",
     "NewKey", "Usage", "UsageWriter", "create_account", "create_key", "default_url",
     "get_account", "hash_key", "list_account_names", "list_accounts", "list_keys",
-    "lookup_key", "make_engine", "migrate", "revoke_key", "set_status",
+    "lookup_key", "make_engine", "migrate", "provision", "revoke_key", "set_status",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,6 +136,23 @@ def create_key(engine: Engine, account: str, name: str | None = None,
         s.add(k)
         s.commit()
         return NewKey(_key_info(k, a.name), secret)
+
+
+def provision(url: str, accounts: Iterable[str]) -> dict[str, str]:
+    """A store at `url`, migrated, with each account and one API key for it -> {account: key
+    secret}: the set-up a benchmark or a test does before it starts a gateway on the store."""
+    from distillery.store.db import make_engine, migrate
+
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        out = {}
+        for name in accounts:
+            create_account(engine, name)
+            out[name] = create_key(engine, name).secret
+        return out
+    finally:
+        engine.dispose()
 
 
 def list_keys(engine: Engine, account: str | None = None) -> list[KeyInfo]:
