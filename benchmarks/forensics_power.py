@@ -141,18 +141,19 @@ def main() -> None:
             log.info("neutraliser: %d prefixes in %.0f s", hook.n_prefixes,
                      time.perf_counter() - t0)
             suspects.append(f"{student} (neutralised, penalty {args.scrub_penalty:g})")
+        ref_parts = None  # the base's read, made once and kept for the neutralised pass
         for suspect in suspects:
-            res, stats = read_and_test(suspect, model, tok, ttok, scheme, rows, accounts,
-                                       clusters, campaign, base, args,
-                                       hook if suspect != student else None)
+            res, stats, ref_parts = read_and_test(
+                suspect, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,
+                args, hook if suspect != student else None, ref_parts)
             out["students"][suspect] = {**stats, "results": res}
             (run / args.out).write_text(json.dumps(out, indent=2, default=str))
 
 
 def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,
-                  args, hook):
-    """Read the texts with the student (through `hook` if any) and its base; every statistic
-    at every budget."""
+                  args, hook, ref_parts=None):
+    """Read the texts with the student (through `hook` if any) and, unless its read is given
+    (ref_parts), its base; every statistic at every budget -> (results, speed, ref_parts)."""
     from distillery.forensics.check import verdict_for
     from distillery.forensics.evidence import Candidates, shift_candidates
     from distillery.forensics.reading import Reader
@@ -161,15 +162,17 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                     logits_hook=hook)
     base_reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size,
                          top_k=args.top_k)
-    parts, ref_parts = [], []
+    parts, read_base = [], ref_parts is None
+    ref_parts = [] if read_base else ref_parts
     t0 = time.perf_counter()
     for lo in range(0, len(rows), 32):
         parts.append(reader.candidates(rows[lo: lo + 32]))
-        with model.disable_adapter():
-            ref_parts.append(base_reader.candidates(rows[lo: lo + 32]))
+        if read_base:
+            with model.disable_adapter():
+                ref_parts.append(base_reader.candidates(rows[lo: lo + 32]))
         log.info("%s: %d / %d texts read", student, lo + 32, len(rows))
     read_s = time.perf_counter() - t0
-    tokens = 2 * sum(p.n_tokens for p in parts)
+    tokens = (1 + read_base) * sum(p.n_tokens for p in parts)
     res = []
     for budget in sorted({*(b for b in args.budgets if b < len(rows)), len(rows)}):
         k = -(-budget // 32)
@@ -203,7 +206,8 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                      student, statistic, c.n_rows, g.n_scored, g.z, g.p_value,
                      "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
             res.append(r)
-    return res, {"read_s": read_s, "tokens_read": tokens, "tokens_per_s": tokens / read_s}
+    return res, {"read_s": read_s, "tokens_read": tokens, "tokens_per_s": tokens / read_s,
+                 "base_read": read_base}, ref_parts
 
 
 def blocked_accounts(db: str) -> list[str]:
