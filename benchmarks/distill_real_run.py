@@ -106,6 +106,10 @@ def main() -> None:
     # alternatives (-inf is not JSON); a cross-tokenizer student cannot use them anyway.
     ap.add_argument("--top-logprobs", type=int, default=0)
     ap.add_argument("--epochs", type=float, default=1.5)
+    ap.add_argument("--full", action="store_true",
+                    help="full fine-tuning instead of LoRA (e.g. a same-family student)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="learning rate [default: 2e-4 with LoRA, 2e-5 full]")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--heldout-fraction", type=float, default=0.15)
@@ -159,8 +163,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     tcfg = TrainConfig(dataset=str(data), output_dir=str(run / "student-run"),
-                       student=args.student, lora=True, batch_size=args.batch_size,
-                       max_steps=steps, max_len=args.max_len, learning_rate=2e-4,
+                       student=args.student, lora=not args.full, batch_size=args.batch_size,
+                       max_steps=steps, max_len=args.max_len,
+                       learning_rate=args.lr or (2e-5 if args.full else 2e-4),
                        warmup_steps=min(10, steps // 5), heldout_fraction=args.heldout_fraction,
                        eval_every=0, save_every=5, eval_max_examples=args.eval_max,
                        num_threads=args.threads, seed=args.seed,

@@ -102,7 +102,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
-    from distillery.forensics.run import LAYER_PROBE, load_suspect
+    from distillery.forensics.config import ForensicsConfig
+    from distillery.forensics.run import LAYER_PROBE, load_suspect, reference_model
     from distillery.forensics.sources import account_names
     from distillery.models import load_tokenizer
     from distillery.watermark import KeyRing, make_scheme
@@ -129,7 +130,10 @@ def main() -> None:
            "top_k": args.top_k, "threads": args.threads, "scheme_params": params,
            "students": {}}
     for student in args.students:
-        model, tok, base, _ = load_suspect(str(run / student))
+        model, tok, base, is_lora = load_suspect(str(run / student))
+        # the clean reference: a LoRA student's adapter off, else its base loaded beside it
+        cfg = ForensicsConfig(suspect=str(run / student), database=db)
+        _, ref_model, _, ref_off = reference_model(cfg, model, tok, base, is_lora)
         hook, suspects = None, [student]
         if args.scrub_penalty is not None:
             from distillery.forensics.scrub import neutraliser
@@ -145,22 +149,23 @@ def main() -> None:
         for suspect in suspects:
             res, stats, ref_parts = read_and_test(
                 suspect, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,
-                args, hook if suspect != student else None, ref_parts)
+                args, hook if suspect != student else None, ref_parts, ref_model, ref_off)
             out["students"][suspect] = {**stats, "results": res}
             (run / args.out).write_text(json.dumps(out, indent=2, default=str))
 
 
 def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,
-                  args, hook, ref_parts=None):
+                  args, hook, ref_parts=None, ref_model=None, ref_off=None):
     """Read the texts with the student (through `hook` if any) and, unless its read is given
-    (ref_parts), its base; every statistic at every budget -> (results, speed, ref_parts)."""
+    (ref_parts), its base (ref_model under ref_off(): the student with its adapter off, or
+    the base itself); every statistic at every budget -> (results, speed, ref_parts)."""
     from distillery.forensics.check import verdict_for
     from distillery.forensics.evidence import Candidates, shift_candidates
     from distillery.forensics.reading import Reader
 
     reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size, top_k=args.top_k,
                     logits_hook=hook)
-    base_reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size,
+    base_reader = Reader(ref_model, tok, ttok, scheme, batch_size=args.batch_size,
                          top_k=args.top_k)
     parts, read_base = [], ref_parts is None
     ref_parts = [] if read_base else ref_parts
@@ -168,7 +173,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
     for lo in range(0, len(rows), 32):
         parts.append(reader.candidates(rows[lo: lo + 32]))
         if read_base:
-            with model.disable_adapter():
+            with ref_off():
                 ref_parts.append(base_reader.candidates(rows[lo: lo + 32]))
         log.info("%s: %d / %d texts read", student, lo + 32, len(rows))
     read_s = time.perf_counter() - t0
@@ -183,7 +188,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                   {"candidates": c, "reference_candidates": rc})
             v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
                             suspect=student, clusters=clusters, n_controls=100,
-                            reference=f"{base} (adapter off)", statistic=statistic, **kw)
+                            reference=f"{base} (untouched base)", statistic=statistic, **kw)
             a, g = v.suspect_analysis, v.suspect_analysis.global_result
             camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
             best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
