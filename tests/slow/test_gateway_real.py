@@ -53,17 +53,17 @@ def client(served):
 
 def test_stop_strings_end_the_answer(served):
     """Greedy under one key is deterministic: a stop string taken from the middle of the
-    unstopped answer ends the answer exactly before it (whatever the marked model says)."""
+    unstopped answer (where it first occurs) ends the answer exactly before it. The key is
+    random, and greedy KGW text under some keys is periodic ("1.1.1.1..." for a counting
+    prompt), so the prompt asks for a story and the stop is a 4-character piece that occurs
+    first past a third of the answer."""
     c = client(served)
-    msgs = [{"role": "user", "content": "Count from 1 to 20, comma separated."}]
-    full = c.chat.completions.create(model=MODEL, messages=msgs, temperature=0,
+    full = c.chat.completions.create(model=MODEL, messages=ASK, temperature=0,
                                      max_tokens=60).choices[0].message.content
-    words = full.split()
-    assert len(words) >= 6, full
-    stop = " " + words[len(words) // 2]
-    cut = full.index(stop)
-    r = c.chat.completions.create(model=MODEL, messages=msgs, stop=[stop], temperature=0,
-                                  max_tokens=60).choices[0]
+    cut = next(i for i in range(len(full) // 3, len(full) - 4)
+               if full.index(full[i:i + 4]) == i)
+    r = c.chat.completions.create(model=MODEL, messages=ASK, stop=[full[cut:cut + 4]],
+                                  temperature=0, max_tokens=60).choices[0]
     assert r.finish_reason == "stop"
     assert r.message.content == full[:cut]
 
