@@ -1,4 +1,4 @@
-"""The engine's sparse step (TorchEngine._pick_sparse) picks what the dense one would.
+"""The engines' sparse sampling step (sampling.pick_sparse) picks what the dense one would.
 
 Each case draws logits, runs the step both ways from generators in the same state, and
 compares the tokens; it also counts the rows the sparse step decided (left to the dense step
@@ -9,14 +9,16 @@ everywhere fails too.
 import pytest
 import torch
 
-from distillery.engine import SamplingParams, TorchEngine
+from distillery.engine import SamplingParams
 from distillery.engine.batch import Row
+from distillery.engine.sampling import pick, pick_dense, pick_sparse
 from distillery.watermark import KeyRing, make_scheme
 
 
-class Bare(TorchEngine):
-    def __init__(self):  # _pick needs no model
-        self.tokenizer = type("Tok", (), {"decode": staticmethod(lambda ids: str(ids))})()
+class Tok:  # what pick needs of a tokenizer: the text of a logprob's token
+    @staticmethod
+    def decode(ids):
+        return str(ids)
 
 
 def rows_for(params: list[SamplingParams], seed: int) -> list[Row]:
@@ -25,10 +27,9 @@ def rows_for(params: list[SamplingParams], seed: int) -> list[Row]:
 
 
 def both(params, seqs, logits, seed):
-    e = Bare()
-    sparse = e._pick(rows_for(params, seed), seqs, logits, None)
-    dense = e._pick_dense(rows_for(params, seed), seqs, logits)
-    decided = int((e._pick_sparse(rows_for(params, seed), seqs, logits) >= 0).sum())
+    sparse = pick(rows_for(params, seed), seqs, logits, None, Tok)
+    dense = pick_dense(rows_for(params, seed), seqs, logits, Tok)
+    decided = int((pick_sparse(rows_for(params, seed), seqs, logits) >= 0).sum())
     return sparse, dense, decided
 
 
@@ -83,12 +84,11 @@ def test_rows_the_sparse_step_cannot_decide_go_dense():
     seqs = torch.randint(0, V, (5, 6), generator=g)
     logits = torch.randn(5, V, generator=g) * 0.1  # flat: the nucleus holds ~1,980 tokens
     logits[:4, :10] += 20
-    e = Bare()
-    assert (e._pick_sparse(rows_for(params, 0), seqs, logits) < 0).all()
+    assert (pick_sparse(rows_for(params, 0), seqs, logits) < 0).all()
     rows = rows_for(params, 0)
-    e._pick(rows, seqs, logits, None)
+    pick(rows, seqs, logits, None, Tok)
     ref = rows_for(params, 0)
-    e._pick_dense(ref, seqs, logits)
+    pick_dense(ref, seqs, logits, Tok)
     for r, s in zip(rows, ref, strict=True):
         assert torch.equal(r.generator.get_state(), s.generator.get_state())
 
@@ -102,8 +102,8 @@ def test_the_sparse_step_draws_once_per_row():
     seqs = torch.randint(0, V, (4, 6), generator=g)
     logits = peaked(4, V, g, spread=20.0)
     rows, ref = rows_for(params, 3), rows_for(params, 3)
-    assert (Bare()._pick_sparse(rows, seqs, logits) >= 0).all()
-    Bare()._pick_dense(ref, seqs, logits)
+    assert (pick_sparse(rows, seqs, logits) >= 0).all()
+    pick_dense(ref, seqs, logits, Tok)
     for r, s in zip(rows, ref, strict=True):
         assert torch.equal(r.generator.get_state(), s.generator.get_state())
 

@@ -277,15 +277,15 @@ def test_cancelled_requests_stop_and_free_their_rows(tiny_engine):
 
 
 def test_inverse_cdf_sampling_follows_the_distribution_and_skips_masked_tokens():
-    from distillery.engine.torch_engine import TorchEngine
+    from distillery.engine.sampling import sample
 
     logits = torch.tensor([[2.0, -torch.inf, 0.5, 1.0, -torch.inf, -1.0]]).repeat(20_000, 1)
     gens = [torch.Generator().manual_seed(i) for i in range(len(logits))]
-    draws = TorchEngine._sample(logits, gens)
+    draws = sample(logits, gens)
     freq = torch.bincount(draws, minlength=6).double() / len(draws)
     p = logits[0].softmax(-1).double()
     assert freq[1] == 0 and freq[4] == 0
     sd = (p * (1 - p) / len(draws)).sqrt()
     assert torch.all((freq - p).abs() <= 5 * sd + 1e-12)
-    again = TorchEngine._sample(logits[:5], [torch.Generator().manual_seed(i) for i in range(5)])
+    again = sample(logits[:5], [torch.Generator().manual_seed(i) for i in range(5)])
     assert torch.equal(again, draws[:5])  # a row's draw depends only on its own generator

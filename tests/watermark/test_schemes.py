@@ -46,7 +46,7 @@ def test_gumbel_uniforms_equal_detection_side(ring):
 @pytest.mark.parametrize("scale", [0.01, 1.0, 4.0, 30.0])  # flat .. peaked
 @pytest.mark.parametrize("vocab", [40, V])
 def test_gumbel_sampler_equals_the_full_race(ring, scale, vocab):
-    from distillery.engine.torch_engine import _top_p_mask
+    from distillery.engine.sampling import top_p_mask
 
     scheme = make_scheme("gumbel", ring, account="alice", context_width=2)
     g = torch.Generator().manual_seed(int(scale * 100) + vocab)
@@ -56,7 +56,7 @@ def test_gumbel_sampler_equals_the_full_race(ring, scale, vocab):
         if trial % 3 == 1:  # -inf on a random half of the vocabulary
             logits[:, torch.randperm(vocab, generator=g)[: vocab // 2]] = -torch.inf
         elif trial % 3 == 2:  # a real top-p nucleus (inside the raced tokens when peaked)
-            logits = _top_p_mask(logits, torch.full((16, 1), 0.9))
+            logits = top_p_mask(logits, torch.full((16, 1), 0.9))
         full = (scheme.uniforms_t(ids, vocab).log() / logits.double().softmax(-1)).argmax(-1)
         assert torch.equal(scheme(ids, logits), full)
 

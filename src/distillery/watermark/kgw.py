@@ -148,7 +148,7 @@ class KGW(WatermarkScheme):
     @property
     def max_bias(self) -> float:
         """The logits processor adds between 0 and this to any logit (the engine's sparse
-        step, TorchEngine._pick_sparse, relies on it)."""
+        step, engine.sampling.pick_sparse, relies on it)."""
         return self.delta
 
     def bias_at(self, input_ids: torch.LongTensor, vocab: int, ids: torch.Tensor) -> torch.Tensor:
