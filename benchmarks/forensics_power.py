@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger("forensics_power")
-STATISTICS = ("argmax", "mass", "shift")
+STATISTICS = ("argmax", "mass", "shift", "disagree")
 
 
 def fresh_texts(run: Path, db: str, n: int, max_tokens: int, seed: int):
@@ -160,7 +160,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
     (ref_parts), its base (ref_model under ref_off(): the student with its adapter off, or
     the base itself); every statistic at every budget -> (results, speed, ref_parts)."""
     from distillery.forensics.check import verdict_for
-    from distillery.forensics.evidence import Candidates, shift_candidates
+    from distillery.forensics.evidence import PAIRED, Candidates
     from distillery.forensics.reading import Reader
 
     reader = Reader(model, tok, ttok, scheme, batch_size=args.batch_size, top_k=args.top_k,
@@ -184,7 +184,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
         c = Candidates.concat(parts[:k], scheme.window)
         rc = Candidates.concat(ref_parts[:k], scheme.window)
         for statistic in STATISTICS:
-            kw = ({"candidates": shift_candidates(c, rc)} if statistic == "shift" else
+            kw = ({"candidates": PAIRED[statistic](c, rc)} if statistic in PAIRED else
                   {"candidates": c, "reference_candidates": rc})
             v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
                             suspect=student, clusters=clusters, n_controls=100,

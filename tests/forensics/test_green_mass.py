@@ -2,7 +2,9 @@
 detected and attributed, the clean models are not, the null variance is right (control keys'
 z against N(0, 1)), and the calibration fails where its two assumptions are broken. Both
 the green mass of the suspect's distribution ("mass") and of its difference from a clean
-reference read at the same positions ("shift", shift_candidates)."""
+reference read at the same positions ("shift", shift_candidates). Beside them the top-1
+statistic read against the same reference ("disagree", disagreement_candidates): the exact
+binomial test at the positions where the student's top-1 differs from the reference's."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from world import ACCOUNTS, CAMPAIGN, OTHER, WM
 from distillery.forensics import Reader, TextRow, verdict_for
 from distillery.forensics.check import control_keys
 from distillery.forensics.evidence import (
+    PAIRED,
     Candidates,
     bernstein_p,
+    disagreement_candidates,
+    key_results,
     mass_results,
     merge_duplicates,
     shift_candidates,
@@ -46,24 +51,25 @@ def read(world, scheme, tokenizer):
 
 @pytest.fixture(scope="module")
 def verdicts(read, scheme, ring):
-    """(statistic, suspect) -> verdict; the shift reads each student against the untrained
-    model (a clean reference on the same positions; the base itself would shift by zero)."""
+    """(statistic, suspect) -> verdict; the shift and disagree read each student against the
+    untrained model (a clean reference on the same positions; the base itself would shift by
+    zero and never disagree)."""
     accounts = {a: ring.account_key(a) for a in ACCOUNTS}
     # alpha 1e-3: the tiny world has 32 distinct windows per layer (64 tokens, width 1), which
     # bound a Bernstein p near 1e-7, above 1e-6 / (2 x 120) for attribution at the default
     out = {}
     for name in ("marked", "unmarked", "other", "base"):
-        for statistic in ("mass", "shift"):
-            if statistic == "shift" and name == "base":
+        for statistic in ("mass", "shift", "disagree"):
+            if statistic in PAIRED and name == "base":
                 continue
-            c = read(name) if statistic == "mass" else shift_candidates(read(name), read("base"))
+            c = PAIRED[statistic](read(name), read("base")) if statistic in PAIRED else read(name)
             out[statistic, name] = verdict_for(c, scheme, accounts, mode="open", suspect=name,
                                                n_controls=200, min_shift=0.1,
                                                statistic=statistic, alpha=1e-3)
     return out
 
 
-@pytest.mark.parametrize("statistic", ["mass", "shift"])
+@pytest.mark.parametrize("statistic", ["mass", "shift", "disagree"])
 def test_marked_student_is_detected_and_attributed(verdicts, statistic):
     v = verdicts[statistic, "marked"]
     assert v.statistic == statistic and v.verdict == "detected"
@@ -73,7 +79,7 @@ def test_marked_student_is_detected_and_attributed(verdicts, statistic):
     assert v.suspect_analysis.named == [CAMPAIGN]
 
 
-@pytest.mark.parametrize("statistic", ["mass", "shift"])
+@pytest.mark.parametrize("statistic", ["mass", "shift", "disagree"])
 def test_clean_models_are_not_detected_and_another_account_is_not_named(verdicts, statistic):
     for name in ("unmarked", "base"):
         if (statistic, name) not in verdicts:
@@ -92,13 +98,29 @@ def test_control_z_scores_are_standard_normal(verdicts):
             assert s.n_keys == 200 and s.ks_p > 1e-3, (name, s.layer, s.ks_p)
 
 
-def test_shift_refuses_a_reference_read_elsewhere(read):
+@pytest.mark.parametrize("statistic", sorted(PAIRED))
+def test_paired_statistics_refuse_a_reference_read_elsewhere(read, statistic):
     a, b = read("marked"), read("base")
     short = Candidates(b.windows[1:], b.tokens[1:], b.is_global[1:], b.excluded[1:],
                        b.text_tuples, b.n_rows, b.n_tokens, {}, b.top_tokens[1:],
                        b.top_probs[1:])
     with pytest.raises(ValueError, match="same positions"):
-        shift_candidates(a, short)
+        PAIRED[statistic](a, short)
+
+
+def test_disagree_scores_only_where_the_top1_differs(read, scheme, verdicts):
+    """A model against itself disagrees nowhere: nothing is scored. The marked student against
+    a student of the same teacher's unmarked text (what a clean fine-tune would have chosen)
+    scores fewer tuples than its plain argmax, at a higher green rate."""
+    c = disagreement_candidates(read("marked"), read("marked"))
+    assert c.info["disagreements"] == 0
+    r = key_results(c, scheme, "global", control_keys(3))
+    assert all(x.n_scored == 0 and x.p_value == 1.0 for x in r)
+    d = disagreement_candidates(read("marked"), read("unmarked"))
+    assert 0 < d.info["disagreements"] < len(d)
+    g = key_results(d, scheme, "global", [scheme.global_key])[0]
+    plain = key_results(read("marked"), scheme, "global", [scheme.global_key])[0]
+    assert g.n_scored < plain.n_scored and g.rate > plain.rate
 
 
 def test_shift_of_a_model_from_itself_is_empty(read, scheme):

@@ -33,13 +33,15 @@ def _shared(f):
         click.option("--fresh", type=int, default=0, show_default=True,
                      help="open mode: read N fresh unmarked teacher answers to the stored "
                           "prompts (the exact test) instead of the stored, marked answers"),
-        click.option("--statistic", type=click.Choice(["argmax", "mass", "shift"]),
+        click.option("--statistic",
+                     type=click.Choice(["argmax", "mass", "shift", "disagree"]),
                      default="argmax", show_default=True,
                      help="the suspect's top-1 token (exact, any text), the green mass of "
                      "its top-k distribution (more power; open mode needs --fresh N, api mode "
                      "reads --top-logprobs), or (open mode) the green mass of its shift from "
-                     "its clean base (most power; needs --fresh N and the base: a LoRA "
-                     "student, or --reference)"),
+                     "its clean base (needs --fresh N and the base: a LoRA student, or "
+                     "--reference), or (open mode) the top-1 token where it differs from the "
+                     "base's (exact, any text; needs the base as shift does)"),
         click.option("--top-k", type=int, default=32, show_default=True,
                      help="open mode: tokens of the suspect's distribution the green mass reads"),
         click.option("--top-logprobs", type=int, default=None,

@@ -52,7 +52,8 @@ class ExperimentConfig:
     forensics_texts: int = 40
     # mass: the green mass of each student's top-k distribution (more power; the texts are
     # unmarked, as it needs) | shift: the same of its difference from its base (the LoRA
-    # adapter off; most power) | argmax: its top-1 token (exact binomial)
+    # adapter off) | argmax: its top-1 token (exact binomial) | disagree: the same where it
+    # differs from its base's top-1
     forensics_statistic: str = "shift"
     forensics_max_tokens: int = 64
     controls: int = 100
@@ -80,12 +81,12 @@ class ExperimentConfig:
         self.window_sizes = tuple(sorted(int(x) for x in self.window_sizes))
         if not self.window_sizes or self.window_sizes[0] < 5:
             raise ValueError("window_sizes must be sizes of at least 5 rows")
-        if self.forensics_statistic not in ("mass", "shift", "argmax"):
-            raise ValueError("forensics_statistic must be mass, shift or argmax, got "
+        if self.forensics_statistic not in ("mass", "shift", "argmax", "disagree"):
+            raise ValueError("forensics_statistic must be mass, shift, argmax or disagree, got "
                              f"{self.forensics_statistic!r}")
-        if self.forensics_statistic != "argmax" and self.watermark != "kgw":
+        if self.forensics_statistic in ("mass", "shift") and self.watermark != "kgw":
             raise ValueError("the green-mass statistic is defined for KGW: use "
-                             "forensics_statistic = \"argmax\" with gumbel")
+                             "forensics_statistic = \"argmax\" or \"disagree\" with gumbel")
         if self.embedder not in ("minilm", "hashing"):
             raise ValueError(f"embedder must be minilm or hashing, got {self.embedder!r}")
         for name in ("generation_cap", "max_batch_size", "concurrency", "audit_every",

@@ -210,7 +210,9 @@ def write_report(run, s: dict, path) -> None:
         "tested on the same candidates (uniform p-values expected: KS p not small). Green " \
         "rate: green tokens per token scored (argmax), green mass per unit of mass (mass), " \
         "or gamma plus the green excess per unit of mass the student moved from its clean " \
-        "base (shift; the base is then inside the statistic, not a separate row).</p>" + \
+        "base (shift; the base is then inside the statistic, not a separate row; disagree: " \
+        "green tokens per token scored where the student's top-1 differs from its base's)." \
+        "</p>" + \
         table(["student", "layer", "keys", "min p", "median p", "KS p vs uniform"], ctl_rows) + \
         "".join(f"<p><i>{html.escape(n)}</i></p>" for f in s["forensics"].values() if f
                 for n in f["notes"])

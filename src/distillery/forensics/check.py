@@ -120,15 +120,16 @@ class Verdict:
         return d
 
 
-STATISTICS = ("argmax", "mass", "shift")
+STATISTICS = ("argmax", "mass", "shift", "disagree")
 
 
 def layer_results(statistic: str):
-    """The per-key test of a statistic: top-1 tuples (exact) or the green mass (of the
-    suspect's distribution, or of its shift from its reference: see shift_candidates)."""
+    """The per-key test of a statistic: top-1 tuples (exact; all of them, or those where the
+    suspect's top-1 differs from its reference's: disagreement_candidates) or the green mass
+    (of the suspect's distribution, or of its shift from its reference: shift_candidates)."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-    return key_results if statistic == "argmax" else mass_results
+    return key_results if statistic in ("argmax", "disagree") else mass_results
 
 
 def randomized_p(scheme: WatermarkScheme, r: KeyScore, u: float) -> float:

@@ -28,7 +28,9 @@ class ForensicsConfig:
     # unmarked text, i.e. --fresh N or a dataset of unmarked answers; api mode reads the
     # endpoint's top_logprobs on the suspect's own answers) | shift (open mode: the green mass
     # of the suspect's distribution minus its clean base's: the base's share of the noise is
-    # gone; needs the base, i.e. a LoRA student or --reference with the same tokenizer)
+    # gone; needs the base, i.e. a LoRA student or --reference with the same tokenizer) |
+    # disagree (open mode: the argmax's exact test at the positions where the suspect's top-1
+    # differs from its clean base's; any text and scheme; needs the base as shift does)
     statistic: str = "argmax"
     top_k: int = 32
     # api mode: top logprobs asked per generated token (OpenAI serves at most 20); None: 20
@@ -75,8 +77,9 @@ class ForensicsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.statistic not in ("argmax", "mass", "shift"):
-            raise ValueError(f"statistic must be argmax, mass or shift, got {self.statistic!r}")
+        if self.statistic not in ("argmax", "mass", "shift", "disagree"):
+            raise ValueError("statistic must be argmax, mass, shift or disagree, got "
+                             f"{self.statistic!r}")
         if self.top_logprobs is None:
             self.top_logprobs = 20 if self.mode == "api" and self.statistic == "mass" else 0
         if not 0 <= self.top_logprobs <= 20:
@@ -84,9 +87,10 @@ class ForensicsConfig:
                              f"at 20), got {self.top_logprobs}")
         if self.statistic in ("mass", "shift") and self.scheme != "kgw":
             raise ValueError(f"the {self.statistic} statistic is defined for KGW (--scheme kgw)")
-        if self.mode == "api" and self.statistic == "shift":
-            raise ValueError("the shift statistic reads an open-weights suspect (--mode open); "
-                             "in api mode use --statistic mass")
+        if self.mode == "api" and self.statistic in ("shift", "disagree"):
+            raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
+                             "beside its base (--mode open); in api mode use --statistic mass "
+                             "or argmax")
         if self.mode == "api" and self.statistic == "mass" and self.top_logprobs < 2:
             raise ValueError("the mass statistic in api mode reads the endpoint's top "
                              f"logprobs: give --top-logprobs 2..20, got {self.top_logprobs}")

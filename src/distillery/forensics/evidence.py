@@ -255,11 +255,7 @@ def shift_candidates(suspect: Candidates, reference: Candidates) -> Candidates:
     statistic: top_probs holds d = p - q over the union of both supports (see above)."""
     if suspect.top_tokens is None or reference.top_tokens is None:
         raise ValueError("the shift statistic needs both models' top-k distributions")
-    if suspect.windows.shape != reference.windows.shape or not (
-            np.array_equal(suspect.windows, reference.windows)
-            and np.array_equal(suspect.is_global, reference.is_global)):
-        raise ValueError("the suspect and its reference were not read at the same positions "
-                         "(the shift statistic needs the same texts and the same tokenizer)")
+    _check_same_positions(suspect, reference, "shift")
     t, d = merge_duplicates(np.concatenate([suspect.top_tokens, reference.top_tokens], axis=1),
                             np.concatenate([suspect.top_probs, -reference.top_probs], axis=1))
     out = Candidates(suspect.windows, suspect.tokens, suspect.is_global,
@@ -267,6 +263,36 @@ def shift_candidates(suspect: Candidates, reference: Candidates) -> Candidates:
                      suspect.n_rows, suspect.n_tokens + reference.n_tokens, dict(suspect.info),
                      t, d)
     out.info["shift"] = True
+    return out
+
+
+def _check_same_positions(suspect: Candidates, reference: Candidates, statistic: str) -> None:
+    if suspect.windows.shape != reference.windows.shape or not (
+            np.array_equal(suspect.windows, reference.windows)
+            and np.array_equal(suspect.is_global, reference.is_global)):
+        raise ValueError("the suspect and its reference were not read at the same positions "
+                         f"(the {statistic} statistic needs the same texts and the same "
+                         "tokenizer)")
+
+
+def disagreement_candidates(suspect: Candidates, reference: Candidates) -> Candidates:
+    """The suspect's top-1 only where its clean reference's top-1 differs (the "disagree"
+    statistic: the argmax's exact binomial test on these positions).
+
+    Where the two models agree, fine-tuning did not move the argmax and the tuple is green at
+    gamma whatever the suspect learned: scoring it only dilutes the signal. Where they
+    disagree, the suspect chose a token that training put on top, which is green more often
+    if it learned from the key's text. Under H0 (neither model nor the text depends on the
+    key) the positions kept are a function of the two models and the text alone, so each
+    distinct tuple left is still green independently with probability gamma: the same exact
+    test, on the tuples that carry the signal (rate - gamma grows by 1 / the disagreement
+    share, n falls by it: z grows by 1 / sqrt of it)."""
+    _check_same_positions(suspect, reference, "disagree")
+    agree = suspect.tokens == reference.tokens
+    out = Candidates(suspect.windows, suspect.tokens, suspect.is_global,
+                     suspect.excluded | reference.excluded | agree, suspect.text_tuples,
+                     suspect.n_rows, suspect.n_tokens + reference.n_tokens, dict(suspect.info))
+    out.info["disagreements"] = int((~agree).sum())
     return out
 
 
@@ -330,3 +356,8 @@ def merge_duplicates(tokens: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray,
         p[dup, j] += p[dup, j - 1]
         p[dup, j - 1] = 0.0
     return t, p
+
+
+# statistics read against the suspect's clean reference on the same positions: candidates of
+# the pair -> candidates the statistic scores
+PAIRED = {"shift": shift_candidates, "disagree": disagreement_candidates}

@@ -49,6 +49,11 @@ STATISTIC = {
              "the moved mass) is gamma under H0, and p is a Bernstein bound with a "
              "data-dependent bound on one window's term (conservative at any T). H0: neither "
              "model learned from text marked with the key.",
+    "disagree": "disagree: the suspect's top-1 token, scored only at the positions where it "
+                "differs from its clean base's top-1 (what training changed), as (window, "
+                "token) tuples, de-duplicated; exact binomial tail Binomial(T, gamma) under H0 "
+                "(Gumbel: exact Gamma tail). H0: neither model learned from text marked with "
+                "the key.",
 }
 TOP = 10  # attribution rows shown (every named one too)
 
@@ -105,6 +110,10 @@ def _sections(v: Verdict) -> dict[str, str]:
     elif v.statistic == "shift":
         reference = (f"<p>The clean base ({html.escape(str(v.reference))}) is inside the "
                      "statistic: its green mass is subtracted position by position.</p>")
+    elif v.statistic == "disagree":
+        reference = (f"<p>The clean base ({html.escape(str(v.reference))}) is inside the "
+                     "statistic: only positions where its top-1 differs from the suspect's "
+                     "are scored.</p>")
     else:
         reference = "<p>No clean reference was read.</p>"
     trace = ("<p>No trace was recorded for this verdict (API mode records none).</p>"

@@ -14,12 +14,7 @@ import torch
 from distillery.forensics.api import answer_candidates, budgeted, generate_locally, query_endpoint
 from distillery.forensics.check import Verdict, read_in_budget, verdict_for
 from distillery.forensics.config import ForensicsConfig
-from distillery.forensics.evidence import (
-    Candidates,
-    mass_count,
-    scored_count,
-    shift_candidates,
-)
+from distillery.forensics.evidence import PAIRED, Candidates, mass_count, scored_count
 from distillery.forensics.reading import Reader, TextRow
 from distillery.forensics.sources import account_names, dataset_rows, shuffled, usage_rows
 
@@ -110,17 +105,19 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                           top_k=top_k).candidates(rs, progress)
 
         ref_name, ref_model, ref_tok, ref_ctx = reference_model(cfg, model, tok, base, is_lora)
-        if cfg.statistic == "shift":  # both models on each chunk: the budget sees the shift
+        if cfg.statistic in PAIRED:  # both models on each chunk: the budget sees the pair
             if ref_model is None:
-                raise ValueError("the shift statistic needs the suspect's clean base: give "
-                                 "--reference (a model with the suspect's tokenizer)")
+                raise ValueError(f"the {cfg.statistic} statistic needs the suspect's clean base: "
+                                 "give --reference (a model with the suspect's tokenizer)")
+            pair = PAIRED[cfg.statistic]
 
-            def read_shift(rs) -> Candidates:
+            def read_pair(rs) -> Candidates:
                 s = read(model, tok, rs)
                 with ref_ctx():
-                    return shift_candidates(s, read(ref_model, ref_tok, rs))
+                    return pair(s, read(ref_model, ref_tok, rs))
 
-            c = read_in_budget(read_shift, rows, scheme, cfg.budget_tokens, statistic="shift")
+            c = read_in_budget(read_pair, rows, scheme, cfg.budget_tokens,
+                               statistic=cfg.statistic)
             ref_c = None
         else:
             c = read_in_budget(lambda rs: read(model, tok, rs), rows, scheme, cfg.budget_tokens,
