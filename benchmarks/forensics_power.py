@@ -21,6 +21,7 @@ Writes <run>/forensics-power.json and prints one line per (student, statistic, b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -94,6 +95,10 @@ def main() -> None:
                          "(forensics/scrub.py) built from the run's harvest, this penalty")
     ap.add_argument("--harvest", default="dataset.jsonl",
                     help="the thief's harvest in the run dir (for --scrub-penalty)")
+    ap.add_argument("--keep-text-tuples", action="store_true",
+                    help="also test argmax and disagree without excluding the tuples of the "
+                         "text read (exact only for fresh, unmarked texts: nothing in them "
+                         "depends on a key; reported as 'argmax/all', 'disagree/all')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -183,7 +188,12 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
         k = -(-budget // 32)
         c = Candidates.concat(parts[:k], scheme.window)
         rc = Candidates.concat(ref_parts[:k], scheme.window)
-        for statistic in STATISTICS:
+        variants = [(s, s) for s in STATISTICS]
+        if args.keep_text_tuples and not args.stored:
+            variants += [("argmax/all", "argmax"), ("disagree/all", "disagree")]
+        for label, statistic in variants:
+            if label.endswith("/all"):  # the fresh texts' own tuples scored too
+                c, rc = with_text_tuples(c), with_text_tuples(rc)
             kw = ({"candidates": PAIRED[statistic](c, rc)} if statistic in PAIRED else
                   {"candidates": c, "reference_candidates": rc})
             v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",
@@ -192,7 +202,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
             a, g = v.suspect_analysis, v.suspect_analysis.global_result
             camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
             best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
-            r = {"student": student, "statistic": statistic, "texts": c.n_rows,
+            r = {"student": student, "statistic": label, "texts": c.n_rows,
                  "scored": g.n_scored, "z": g.z, "p": g.p_value, "p_lower": g.p_lower,
                  "rate": g.rate, "verdict": v.verdict, "named": a.named,
                  "campaign_cluster": None if camp is None else {
@@ -207,12 +217,17 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                  "controls_min_p": [s.min_p for s in a.controls],
                  "plan_needed": v.plan.tokens_needed,
                  "plan_shift_ci": v.plan.shift_ci}
-            log.info("%s %-6s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
-                     student, statistic, c.n_rows, g.n_scored, g.z, g.p_value,
+            log.info("%s %-12s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
+                     student, label, c.n_rows, g.n_scored, g.z, g.p_value,
                      "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
             res.append(r)
     return res, {"read_s": read_s, "tokens_read": tokens, "tokens_per_s": tokens / read_s,
                  "base_read": read_base}, ref_parts
+
+
+def with_text_tuples(c):
+    """The candidates with no tuple of the text read excluded."""
+    return dataclasses.replace(c, text_tuples=c.text_tuples[:0])
 
 
 def blocked_accounts(db: str) -> list[str]:

@@ -199,14 +199,15 @@ def test_token_bytes_spell_the_text(tokenizer):
     assert b"".join(token_bytes(tokenizer)[i] for i in ids) == text.encode()
 
 
-@pytest.mark.parametrize("statistic", ["argmax", "shift"])
+@pytest.mark.parametrize("statistic", ["argmax", "shift", "disagree"])
 def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path, statistic,
                                                  rendered_dom):
     """shift: the student's distribution minus its base's (tiny-random, loaded by name), read
     chunk by chunk together; no separate reference analysis then (the base is inside). Needs
     text the keys did not mark: the probe is unmarked teacher text. argmax also writes the HTML
-    report (rendered in Chromium); shift is given a report path in a missing folder: the
-    verdict is printed and written first, then one error line."""
+    report (rendered in Chromium); shift and disagree (the top-1 where it differs from the
+    base's, also read chunk by chunk together) are given a report path in a missing folder:
+    the verdict is printed and written first, then one error line."""
     from distillery import store
     from distillery.forensics.report import PLOTS, SECTIONS
 
@@ -252,7 +253,8 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
     if statistic == "argmax":
         assert v["reference_analysis"]["global_adjusted_p"] > 1e-3
     else:
-        assert v["reference_analysis"] is None and v["suspect_analysis"]["global_result"]["var"]
+        assert v["reference_analysis"] is None
+        assert bool(v["suspect_analysis"]["global_result"]["var"]) == (statistic == "shift")
     assert len(v["suspect_analysis"]["controls"][0]["p_values"]) == 100
     assert math.isfinite(v["plan"]["tokens_for_min_shift"])
 
@@ -271,7 +273,8 @@ def test_api_mode_mass_asks_for_top_logprobs():
     assert ForensicsConfig(suspect=url, dataset="d.jsonl", statistic="mass").top_logprobs == 20
     assert ForensicsConfig(suspect=url, dataset="d.jsonl").top_logprobs == 0
     for extra, says in ((["--statistic", "mass", "--top-logprobs", "1"], "--top-logprobs 2..20"),
-                        (["--statistic", "shift"], "--statistic mass")):
+                        (["--statistic", "shift"], "--statistic mass"),
+                        (["--statistic", "disagree"], "--statistic mass")):
         r = CliRunner().invoke(main, ["forensics", "check", "--suspect", url, "--dataset",
                                       "d.jsonl", *extra])
         assert r.exit_code != 0 and says in r.output and "Traceback" not in r.output, r.output
