@@ -97,8 +97,9 @@ def main() -> None:
                     help="the thief's harvest in the run dir (for --scrub-penalty)")
     ap.add_argument("--keep-text-tuples", action="store_true",
                     help="also test argmax and disagree without excluding the tuples of the "
-                         "text read (exact only for fresh, unmarked texts: nothing in them "
-                         "depends on a key; reported as 'argmax/all', 'disagree/all')")
+                         "text read, as `forensics check --fresh N` / --unmarked-text does "
+                         "(exact only for unmarked texts: nothing in them depends on a key; "
+                         "reported as 'argmax/all', 'disagree/all')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)

@@ -54,14 +54,15 @@ def test_excluding_the_text_fed_in_keeps_a_predicting_clean_model_valid(tokenize
     """Reading mode on our marked text with a clean model that predicts the text half the
     time (a model that has read similar text): 150 fresh rings. With the text's tuples
     excluded its p-values are valid (conservative: never too many small ones); without the
-    exclusion it is called marked far above the nominal rate."""
+    exclusion it is called marked far above the nominal rate. On unmarked text (what --fresh
+    reads) the exclusion is not needed: without it the p-values are uniform."""
     from scipy.stats import binom
 
     from distillery.forensics.evidence import Candidates
     from distillery.forensics.reading import text_tuples
 
     rng = np.random.default_rng(0)
-    on, off = [], []
+    on, off, unmarked = [], [], []
     for i in range(150):
         ring = KeyRing({1: (i + 1000).to_bytes(4, "little") * 8})
         sch = make_scheme("kgw", ring, account="forensics-layer-probe", **WM)
@@ -76,10 +77,21 @@ def test_excluding_the_text_fed_in_keeps_a_predicting_clean_model_valid(tokenize
         on.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
         c.text_tuples = text_tuples(ids[:0], w)
         off.append(key_results(c, sch, "global", [sch.global_key])[0].p_value)
+        # the same model on text no key marked, nothing excluded: exact, so uniform
+        ids = np.concatenate([tokenizer.encode(t, add_special_tokens=False) for t in
+                              alphabet_rows(tokenizer, alphabet, None, 2, seed=i, tokens=40)])
+        guess = np.where(rng.random(len(nxt)) < 0.5, ids[start:],
+                         rng.choice(alphabet, len(nxt)))
+        c = Candidates(np.lib.stride_tricks.sliding_window_view(ids, w)[start - w: len(ids) - w],
+                       guess, sch.global_positions(ids), np.zeros(len(nxt), bool),
+                       text_tuples(ids[:0], w))
+        r = key_results(c, sch, "global", [sch.global_key])[0]
+        unmarked.append(randomized_p(sch, r, rng.random()))
     on, off = np.array(on), np.array(off)
     for a in (0.01, 0.05, 0.1):  # exact binomial: no more small p-values than alpha allows
         assert binom.sf((on <= a).sum() - 1, len(on), a) > 1e-3, a
     assert (off <= 0.05).mean() > 0.3
+    assert kstest(unmarked, "uniform").pvalue > 1e-3
 
 
 def _step(token: str, top: dict[str, float]) -> dict:
@@ -206,8 +218,8 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
     chunk by chunk together; no separate reference analysis then (the base is inside). Needs
     text the keys did not mark: the probe is unmarked teacher text. argmax also writes the HTML
     report (rendered in Chromium); shift and disagree (the top-1 where it differs from the
-    base's, also read chunk by chunk together) are given a report path in a missing folder:
-    the verdict is printed and written first, then one error line."""
+    base's, also read chunk by chunk together; the probe declared unmarked) are given a report
+    path in a missing folder: the verdict is printed and written first, then one error line."""
     from distillery import store
     from distillery.forensics.report import PLOTS, SECTIONS
 
@@ -229,6 +241,8 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
             str(tmp_path / "verdict.json"), "--report", str(report)]
     if statistic == "shift":  # 32 windows per layer: a Bernstein p cannot reach 1e-6 / 240
         args += ["--alpha", "1e-3"]
+    if statistic == "disagree":  # the probe is unmarked: its own tuples are scored too
+        args += ["--unmarked-text"]
     torch.set_num_threads(1)
     r = CliRunner().invoke(main, args)
     if statistic == "argmax":
@@ -250,6 +264,7 @@ def test_forensics_check_cli_names_the_campaign(world, tokenizer, ring, tmp_path
     assert named == [CAMPAIGN]
     assert v["reference"] == "tiny-random (the suspect's base)" or v["reference"] == "tiny-random"
     assert v["statistic"] == statistic
+    assert v["usage"]["text_excluded"] == (statistic != "disagree")
     if statistic == "argmax":
         assert v["reference_analysis"]["global_adjusted_p"] > 1e-3
     else:

@@ -33,6 +33,10 @@ def _shared(f):
         click.option("--fresh", type=int, default=0, show_default=True,
                      help="open mode: read N fresh unmarked teacher answers to the stored "
                           "prompts (the exact test) instead of the stored, marked answers"),
+        click.option("--unmarked-text", is_flag=True,
+                     help="open mode: the --dataset answers were not marked by the tested keys "
+                          "(e.g. fresh teacher answers): score their own tuples too, as "
+                          "--fresh does (more power; on marked text this would be invalid)"),
         click.option("--statistic",
                      type=click.Choice(["argmax", "mass", "shift", "disagree"]),
                      default="argmax", show_default=True,

@@ -313,7 +313,8 @@ class Run:
         v = run_check(ForensicsConfig(
             suspect=info["student_dir"], mode="open", teacher=c.teacher, scheme=c.watermark,
             key_file=str(self.key_file), database=self.db,
-            dataset=str(self.path("fresh.jsonl")), clusters=self.audit_clusters(),
+            dataset=str(self.path("fresh.jsonl")), unmarked_text=True,
+            clusters=self.audit_clusters(),
             controls=c.controls, alpha=c.alpha, max_len=c.max_len + c.forensics_max_tokens,
             statistic=c.forensics_statistic,
             num_threads=c.num_threads, seed=c.seed), progress=False)

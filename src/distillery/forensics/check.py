@@ -20,8 +20,11 @@ the key decided. On text marked with the tested key (the usage store's own answe
 conservative: excluding the text's tuples also removes candidates that were likelier to be
 green (they were likelier to occur), so a clean model scores below gamma and the p-value is
 larger than it should be; valid, with less power, and the lower tail must be read against the
-reference, never against gamma (below_reference). Below the tokens the
-planner needs for `min_shift`, a negative result is "inconclusive", never "not detected".
+reference, never against gamma (below_reference). On unmarked text (--fresh N, or a dataset
+declared unmarked) the text's own tuples are scored too: nothing in it depends on a key, and
+they hold the tokens a student now ranks first where its base did not (BENCHMARKS,
+Forensics). Below the tokens the planner needs for `min_shift`, a negative result is
+"inconclusive", never "not detected".
 """
 
 from __future__ import annotations

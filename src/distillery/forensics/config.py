@@ -23,6 +23,11 @@ class ForensicsConfig:
     skip_rows: int = 0                # rows a pilot (`forensics plan`) used: never reuse them
     fresh: int = 0                    # open mode: read N fresh *unmarked* teacher answers to
                                       # the stored prompts (exact) instead of the stored ones
+    # the --dataset answers are not marked by the tested keys (e.g. fresh teacher answers, as
+    # --fresh makes): their own (window, token) tuples are then scored too, not excluded
+    # (nothing in the text depends on a key; excluding them drops the student's strongest
+    # evidence: the tokens it now ranks first where its base did not, BENCHMARKS Forensics)
+    unmarked_text: bool = False
     # argmax (the suspect's top-1 token, exact binomial, any text) | mass (its top_k
     # distribution's green mass, Bernstein bound: more power; KGW only; open mode needs
     # unmarked text, i.e. --fresh N or a dataset of unmarked answers; api mode reads the
@@ -102,6 +107,9 @@ class ForensicsConfig:
                 raise ValueError(f"top_k must be >= 2 for the green mass, got {self.top_k}")
         if self.fresh < 0:
             raise ValueError(f"fresh must be >= 0, got {self.fresh}")
+        if self.unmarked_text and (self.mode != "open" or self.dataset is None):
+            raise ValueError("unmarked_text declares a --dataset of unmarked answers read in "
+                             "open mode (--fresh N makes its own)")
         if self.skip_rows < 0 or self.batch_size < 1 or self.max_len < 16:
             raise ValueError("skip_rows >= 0, batch_size >= 1 and max_len >= 16 are required")
         self.clusters = {k: tuple(v) for k, v in self.clusters.items()}

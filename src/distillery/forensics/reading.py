@@ -3,9 +3,12 @@ suspect, its top-1 next-token prediction at every answer position, as candidates
 
 Each text is fed the way a student was trained on it (distill/data.py): the prompt in the
 suspect's chat format, then the answer. At teacher position t of the answer the candidate is
-(teacher tokens t-w..t-1, the suspect's prediction after the context ending there); all
-(w + 1)-grams of the text fed in (answer and prompt, in teacher tokens) are excluded at test
-time, so a clean model that predicts what the text says next scores nothing.
+(teacher tokens t-w..t-1, the suspect's prediction after the context ending there); on our
+marked text, all (w + 1)-grams of the text fed in (answer and prompt, in teacher tokens) are
+excluded at test time, so a clean model that predicts what the text says next scores nothing.
+Text that no tested key marked (fresh teacher answers) needs no exclusion (exclude_text=False):
+nothing in it depends on a key, and the tuples it would drop are where a student that learned
+the key's bias shows it most.
 
 One forward pass per batch of texts: it runs at the model's forward speed, not at generation
 speed, and computes the LM head only at the scored positions, a chunk at a time (Gemma's
@@ -75,12 +78,13 @@ class Reader:
     def __init__(self, model, tokenizer: PreTrainedTokenizerBase,
                  teacher_tokenizer: PreTrainedTokenizerBase, scheme: WatermarkScheme,
                  max_len: int = 512, batch_size: int = 8, logits_hook: LogitsHook | None = None,
-                 top_k: int = 0):
+                 top_k: int = 0, exclude_text: bool = True):
         """top_k > 0: also keep the suspect's k likeliest next tokens and their probabilities
-        at each position (the green-mass statistic, evidence.mass_results)."""
+        at each position (the green-mass statistic, evidence.mass_results). exclude_text:
+        False only for text no tested key marked (see above)."""
         self.model, self.tok, self.ttok, self.scheme = model, tokenizer, teacher_tokenizer, scheme
         self.max_len, self.batch_size, self.logits_hook = max_len, batch_size, logits_hook
-        self.top_k = top_k
+        self.top_k, self.exclude_text = top_k, exclude_text
         self.identity = same_tokenizer(tokenizer, teacher_tokenizer)
         if not self.identity:
             self.tmap = TokenMap(tokenizer, teacher_tokenizer)
@@ -179,7 +183,7 @@ class Reader:
                 parts.append(c)
         out = Candidates.concat(parts, w)
         out.n_rows, out.n_tokens = len(prepared), n_tokens
-        out.info = {**lost, "positions_scored": len(out)}
+        out.info = {**lost, "positions_scored": len(out), "text_excluded": self.exclude_text}
         return out
 
     def _row_candidates(self, p: _Prepared, tokens: np.ndarray, w: int, start: int
@@ -187,6 +191,7 @@ class Reader:
         is_global = self.scheme.global_positions(p.teacher)  # (n - start,)
         windows = sliding_window_view(p.teacher, w)[p.t_pos - w] if len(p.t_pos) else \
             np.zeros((0, w), np.int64)
+        seen = np.concatenate([text_tuples(p.teacher, w), p.prompt_tuples]) if \
+            self.exclude_text else np.zeros((0, w + 1), np.int64)
         return Candidates(np.ascontiguousarray(windows, dtype=np.int64), tokens,
-                          is_global[p.t_pos - start], np.zeros(len(tokens), bool),
-                          np.concatenate([text_tuples(p.teacher, w), p.prompt_tuples]))
+                          is_global[p.t_pos - start], np.zeros(len(tokens), bool), seen)

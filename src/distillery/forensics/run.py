@@ -101,8 +101,9 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
         top_k = cfg.top_k if cfg.statistic in ("mass", "shift") else 0
 
         def read(m, t, rs) -> Candidates:
-            return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size,
-                          top_k=top_k).candidates(rs, progress)
+            return Reader(m, t, ttok, scheme, cfg.max_len, cfg.batch_size, top_k=top_k,
+                          exclude_text=not (cfg.fresh or cfg.unmarked_text)
+                          ).candidates(rs, progress)
 
         ref_name, ref_model, ref_tok, ref_ctx = reference_model(cfg, model, tok, base, is_lora)
         if cfg.statistic in PAIRED:  # both models on each chunk: the budget sees the pair
