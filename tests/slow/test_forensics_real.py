@@ -1,7 +1,8 @@
 """Radioactivity on the real models, end to end: the SmolLM2 gateway (KGW, context width 1)
 serves a thief account and a bystander; a Gemma-3-270M + LoRA student is trained on the
 thief's harvest; the open-weights check reads fresh *unmarked* teacher answers through it
-(the shift statistic: the student's distribution minus its base's) among 100 account keys.
+(the shift statistic: the student's distribution minus its base's; the disagree statistic: its
+top-1 where it differs from its base's, the text's own tuples scored) among 100 account keys.
 
 What a test's budget can show on this CPU is the check's validity on real models, not its
 power: students of a few hundred answers inherit too little to be detected in a few hundred
@@ -79,17 +80,22 @@ def check(real_run, suspect: str, statistic: str):
     from distillery.forensics import ForensicsConfig, run_check
 
     return run_check(ForensicsConfig(
-        suspect=suspect, mode="open", dataset=real_run["texts"], database=real_run["db"],
+        suspect=suspect, mode="open", dataset=real_run["texts"], unmarked_text=True,
+        database=real_run["db"],
         key_file=real_run["key_file"], scheme_params=WM, accounts=("thief", "bystander",
                                                                    *DECOYS),
         statistic=statistic, controls=100, max_len=256, num_threads=2), progress=False)
 
 
-def test_the_real_student_check_is_valid(real_run):
-    v = check(real_run, real_run["student"], "shift")
+@pytest.mark.parametrize("statistic", ["shift", "disagree"])
+def test_the_real_student_check_is_valid(real_run, statistic):
+    v = check(real_run, real_run["student"], statistic)
     a = v.suspect_analysis
-    assert v.statistic == "shift" and v.usage["rows"] == FRESH
-    assert a.global_result.n_scored > 500 and a.global_result.var > 0
+    assert v.statistic == statistic and v.usage["rows"] == FRESH
+    if statistic == "shift":
+        assert a.global_result.n_scored > 500 and a.global_result.var > 0
+    else:  # LoRA moved the top-1 at a share of the ~6,000 positions
+        assert a.global_result.n_scored > 50 and not v.usage["text_excluded"]
     assert set(a.named) <= {"thief"}, a.named  # never the bystander or a decoy
     if v.verdict != "detected":  # a negative needs far more than 64 texts: "inconclusive"
         assert v.verdict == "inconclusive", (v.verdict, a.global_result, v.plan)
