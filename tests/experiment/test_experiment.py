@@ -81,8 +81,8 @@ def test_students_evaluation_and_forensics_are_filled(done):
         assert {c["layer"]: c["n_keys"] for c in f["controls"]} == {"global": 100, "account": 100}
         assert f["accounts_tested"] == 6 + 7  # every account of the store
         assert f["trace"] and f["trace"][-1][0] == f["scored_tokens"]  # verdict = last point
-        # the shift (the default) has the clean base inside it: no separate reference read
-        assert f["statistic"] == "shift" and f["reference"].endswith("(the suspect's base)")
+        # disagree (the default) has the clean base inside it: no separate reference read
+        assert f["statistic"] == "disagree" and f["reference"].endswith("(the suspect's base)")
         assert f["reference_trace"] is None and f["reference_p"] is None
 
 

@@ -50,11 +50,12 @@ class ExperimentConfig:
     eval_prompts: int = 24
     # forensics: fresh unmarked teacher answers read by each student (the exact test)
     forensics_texts: int = 40
-    # mass: the green mass of each student's top-k distribution (more power; the texts are
-    # unmarked, as it needs) | shift: the same of its difference from its base (the LoRA
-    # adapter off) | argmax: its top-1 token (exact binomial) | disagree: the same where it
-    # differs from its base's top-1
-    forensics_statistic: str = "shift"
+    # disagree: each student's top-1 token (exact binomial) where it differs from its base's
+    # (the LoRA adapter off): the strongest measured, on same- and cross-family students
+    # (BENCHMARKS Forensics) | argmax: its top-1 everywhere | mass: the green mass of its top-k
+    # distribution (the texts are unmarked, as it needs) | shift: the same of its difference
+    # from its base
+    forensics_statistic: str = "disagree"
     forensics_max_tokens: int = 64
     controls: int = 100
     alpha: float = 1e-6
