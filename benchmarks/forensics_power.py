@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger("forensics_power")
-STATISTICS = ("argmax", "mass", "shift", "disagree")
 
 
 def fresh_texts(run: Path, db: str, n: int, max_tokens: int, seed: int):
@@ -165,7 +164,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
     """Read the texts with the student (through `hook` if any) and, unless its read is given
     (ref_parts), its base (ref_model under ref_off(): the student with its adapter off, or
     the base itself); every statistic at every budget -> (results, speed, ref_parts)."""
-    from distillery.forensics.check import verdict_for
+    from distillery.forensics.check import STATISTICS, verdict_for
     from distillery.forensics.evidence import PAIRED, Candidates
     from distillery.forensics.reading import Reader
 
@@ -187,14 +186,13 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
     res = []
     for budget in sorted({*(b for b in args.budgets if b < len(rows)), len(rows)}):
         k = -(-budget // 32)
-        c = Candidates.concat(parts[:k], scheme.window)
-        rc = Candidates.concat(ref_parts[:k], scheme.window)
-        variants = [(s, s) for s in STATISTICS]
-        if args.keep_text_tuples and not args.stored:
-            variants += [("argmax/all", "argmax"), ("disagree/all", "disagree")]
-        for label, statistic in variants:
-            if label.endswith("/all"):  # the fresh texts' own tuples scored too
-                c, rc = with_text_tuples(c), with_text_tuples(rc)
+        read = (Candidates.concat(parts[:k], scheme.window),
+                Candidates.concat(ref_parts[:k], scheme.window))
+        variants = [(s, s, read) for s in STATISTICS]
+        if args.keep_text_tuples and not args.stored:  # the fresh texts' own tuples scored too
+            whole = tuple(with_text_tuples(x) for x in read)
+            variants += [(f"{s}/all", s, whole) for s in ("argmax", "disagree")]
+        for label, statistic, (c, rc) in variants:
             kw = ({"candidates": PAIRED[statistic](c, rc)} if statistic in PAIRED else
                   {"candidates": c, "reference_candidates": rc})
             v = verdict_for(kw.pop("candidates"), scheme, accounts, mode="open",

@@ -82,8 +82,11 @@ class ForensicsConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.statistic not in ("argmax", "mass", "shift", "disagree"):
-            raise ValueError("statistic must be argmax, mass, shift or disagree, got "
+        from distillery.forensics.check import STATISTICS
+        from distillery.forensics.evidence import PAIRED
+
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got "
                              f"{self.statistic!r}")
         if self.top_logprobs is None:
             self.top_logprobs = 20 if self.mode == "api" and self.statistic == "mass" else 0
@@ -92,7 +95,7 @@ class ForensicsConfig:
                              f"at 20), got {self.top_logprobs}")
         if self.statistic in ("mass", "shift") and self.scheme != "kgw":
             raise ValueError(f"the {self.statistic} statistic is defined for KGW (--scheme kgw)")
-        if self.mode == "api" and self.statistic in ("shift", "disagree"):
+        if self.mode == "api" and self.statistic in PAIRED:
             raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
                              "beside its base (--mode open); in api mode use --statistic mass "
                              "or argmax")

@@ -96,7 +96,8 @@ class Reader:
             prompt = self.tok.encode(format_chat(self.tok, list(row.messages)))
             s_text = answer_text(self.tok, row.response)
             user = "\n".join(m["content"] for m in row.messages)
-            prompt_tuples = text_tuples(_teacher_ids(self.ttok, user), w)
+            prompt_tuples = text_tuples(_teacher_ids(self.ttok, user), w) if \
+                self.exclude_text else np.zeros((0, w + 1), np.int64)
         else:
             prompt = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
             s_text, prompt_tuples = row.response, np.zeros((0, w + 1), np.int64)
@@ -192,6 +193,6 @@ class Reader:
         windows = sliding_window_view(p.teacher, w)[p.t_pos - w] if len(p.t_pos) else \
             np.zeros((0, w), np.int64)
         seen = np.concatenate([text_tuples(p.teacher, w), p.prompt_tuples]) if \
-            self.exclude_text else np.zeros((0, w + 1), np.int64)
+            self.exclude_text else p.prompt_tuples  # (empty then)
         return Candidates(np.ascontiguousarray(windows, dtype=np.int64), tokens,
                           is_global[p.t_pos - start], np.zeros(len(tokens), bool), seen)
