@@ -206,3 +206,27 @@ def test_neutralisation_lowers_the_marked_students_signal(world, scheme, tokeniz
 
     before, after = z(None), z(hook)
     assert after < before / 2, (before, after)
+
+
+def test_disagree_calibration_fails_without_tuple_dedup(read, scheme):
+    """disagree's null rests on the de-duplication: a (window, token) tuple seen twice has one
+    green bit. The clean student against the base, its probe read four times: de-duplicated,
+    the scored count is unchanged and 300 control keys are uniform; counting every
+    occurrence (as if each were a fresh draw) fails the same calibration."""
+    from scipy.stats import binom
+
+    from distillery.forensics.check import randomized_p
+
+    once = disagreement_candidates(read("unmarked"), read("base"))
+    four = Candidates.concat([once] * 4, scheme.window)
+    ctl = control_keys(300)
+    u = np.random.default_rng(0).random(300)
+    ded = key_results(four, scheme, "global", ctl)
+    assert ded[0].n_scored == key_results(once, scheme, "global", ctl[:1])[0].n_scored
+    assert kstest([randomized_p(scheme, r, x) for r, x in zip(ded, u, strict=True)],
+                  "uniform").pvalue > 1e-3
+    sel = four.is_global & ~four.excluded & (four.tokens >= 0)
+    green = scheme.score_tok(four.windows[sel], four.tokens[sel], ctl).sum(axis=1)
+    n, g = int(sel.sum()), scheme.gamma
+    naive = binom.sf(green, n, g) + u * binom.pmf(green, n, g)  # as randomized_p
+    assert kstest(naive, "uniform").pvalue < 1e-6
