@@ -281,15 +281,14 @@ def test_bad_input_is_one_line(tmp_path):
 
 def test_api_mode_mass_asks_for_top_logprobs():
     """In api mode the mass statistic asks for 20 top logprobs unless told; too few, or the
-    shift (it reads weights), are one line from the CLI."""
+    shift (it reads the suspect's weights), are one line from the CLI."""
     from distillery.forensics import ForensicsConfig
 
     url = "http://127.0.0.1:9/v1"
     assert ForensicsConfig(suspect=url, dataset="d.jsonl", statistic="mass").top_logprobs == 20
     assert ForensicsConfig(suspect=url, dataset="d.jsonl").top_logprobs == 0
     for extra, says in ((["--statistic", "mass", "--top-logprobs", "1"], "--top-logprobs 2..20"),
-                        (["--statistic", "shift"], "--statistic mass"),
-                        (["--statistic", "disagree"], "--statistic mass")):
+                        (["--statistic", "shift"], "--statistic disagree")):
         r = CliRunner().invoke(main, ["forensics", "check", "--suspect", url, "--dataset",
                                       "d.jsonl", *extra])
         assert r.exit_code != 0 and says in r.output and "Traceback" not in r.output, r.output
@@ -336,13 +335,43 @@ def _check_over_http(model, tokenizer, ring, tmp_path, **cfg):
         return run_check(cfg, progress=False)
 
 
-def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path):
-    v = _check_over_http(world["marked"], tokenizer, ring, tmp_path, budget_tokens=100)
+@pytest.mark.parametrize("statistic", ["argmax", "disagree"])
+def test_api_mode_end_to_end_over_http(world, tokenizer, ring, tmp_path, statistic):
+    """disagree: the generated tokens where the teacher's own top-1 differs (here the teacher
+    is tiny-random, whose top-1 is no alphabet word: it keeps every position)."""
+    v = _check_over_http(world["marked"], tokenizer, ring, tmp_path, budget_tokens=100,
+                         statistic=statistic)
     assert v.mode == "api" and 0 < v.usage["queries"] < 96  # stopped on the count
     assert v.suspect_analysis.global_result.n_scored >= 100
     assert v.verdict == "detected", v.suspect_analysis.global_result
     assert v.suspect_analysis.named == [CAMPAIGN]
     assert v.reference_analysis.global_adjusted_p > 1e-3
+    assert ("disagreements" in v.usage) == (statistic == "disagree")
+
+
+def test_api_disagree_scores_only_where_the_clean_model_differs(world, tokenizer, scheme,
+                                                                alphabet):
+    """A model's own greedy answers, judged by that model, leave nothing to score: every
+    token is its top-1, which also shows the two position lists line up. Judged by another
+    model, exactly the positions where the two differ are kept."""
+    from distillery.forensics.api import disagreeing
+
+    model = world["marked"]
+    start = torch.tensor([[tokenizer.bos_token_id, int(a)] for a in alphabet[:6]])
+    with torch.no_grad():
+        out = model.generate(start, attention_mask=torch.ones_like(start), max_new_tokens=24,
+                             do_sample=False, pad_token_id=tokenizer.bos_token_id)
+    rows = [TextRow((), tokenizer.decode(o[1:])) for o in out]
+    c = answer_candidates(rows, tokenizer, scheme)
+    own = Reader(model, tokenizer, tokenizer, scheme, exclude_text=False).top1(rows)
+    d = disagreeing(c, own)
+    assert len(c) > 100 and d.info["disagreements"] == 0 and d.excluded.all()
+    other = Reader(world["unmarked"], tokenizer, tokenizer, scheme, exclude_text=False).top1(rows)
+    d = disagreeing(c, other)
+    differ = c.tokens != np.concatenate(other)
+    assert 0 < differ.sum() < len(c) and np.array_equal(~d.excluded, differ)
+    with pytest.raises(ValueError, match="line up"):
+        disagreeing(c, other[1:])
 
 
 @pytest.mark.parametrize("suspect", ["marked", "unmarked"])

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from transformers import PreTrainedTokenizerBase
 
-from distillery.forensics.evidence import Candidates, merge_duplicates
+from distillery.forensics.evidence import Candidates, disagreement_candidates, merge_duplicates
 from distillery.forensics.reading import TextRow
 from distillery.forensics.tokens import boundaries, first_ids, token_bytes
 from distillery.stats import rows_in
@@ -137,6 +137,25 @@ def answer_candidates(rows: Sequence[TextRow], teacher_tokenizer: PreTrainedToke
     if out.top_probs is not None:
         out.info["positions_with_top_logprobs"] = int((out.top_probs != 0).any(axis=1).sum())
     return out
+
+
+def disagreeing(c: Candidates, clean_top1: Sequence[np.ndarray]) -> Candidates:
+    """API-mode "disagree": the suspect's generated tokens (answer_candidates) only where a
+    clean model's top-1 on the same answer (Reader.top1, rows in the same order) differs.
+
+    The clean model is the teacher's own weights, which hold no key (the watermark is added
+    while sampling): under H0 neither the suspect's answers nor that model's predictions
+    depend on a key, so which positions are kept does not either, and the argmax's exact test
+    holds on what is left. Where the suspect wrote what the unmarked teacher would have put
+    first, the watermark's bias did not choose the token; what is kept are the positions
+    where a student that learned the bias departs from the teacher."""
+    ref = np.concatenate(list(clean_top1)) if len(clean_top1) else np.zeros(0, np.int64)
+    if len(ref) != len(c):
+        raise ValueError(f"the clean model's predictions ({len(ref)} positions) do not line up "
+                         f"with the suspect's answers ({len(c)})")
+    reference = Candidates(c.windows, ref, c.is_global, np.zeros(len(c), bool),
+                           np.zeros((0, c.windows.shape[1] + 1), np.int64))
+    return disagreement_candidates(c, reference)
 
 
 def query_endpoint(prompts: Sequence[TextRow], base_url: str, api_key: str, model: str,

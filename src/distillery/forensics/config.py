@@ -35,7 +35,9 @@ class ForensicsConfig:
     # of the suspect's distribution minus its clean base's: the base's share of the noise is
     # gone; needs the base, i.e. a LoRA student or --reference with the same tokenizer) |
     # disagree (open mode: the argmax's exact test at the positions where the suspect's top-1
-    # differs from its clean base's; any text and scheme; needs the base as shift does)
+    # differs from its clean base's; any text and scheme; needs the base as shift does;
+    # api mode: the suspect's generated token where the teacher's own top-1 on its answer,
+    # read with the teacher's unmarked weights, differs)
     statistic: str = "argmax"
     top_k: int = 32
     # api mode: top logprobs asked per generated token (OpenAI serves at most 20); None: 20
@@ -95,10 +97,10 @@ class ForensicsConfig:
                              f"at 20), got {self.top_logprobs}")
         if self.statistic in ("mass", "shift") and self.scheme != "kgw":
             raise ValueError(f"the {self.statistic} statistic is defined for KGW (--scheme kgw)")
-        if self.mode == "api" and self.statistic in PAIRED:
+        if self.mode == "api" and self.statistic in PAIRED and self.statistic != "disagree":
             raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
-                             "beside its base (--mode open); in api mode use --statistic mass "
-                             "or argmax")
+                             "beside its base (--mode open); in api mode use --statistic "
+                             "disagree, mass or argmax")
         if self.mode == "api" and self.statistic == "mass" and self.top_logprobs < 2:
             raise ValueError("the mass statistic in api mode reads the endpoint's top "
                              f"logprobs: give --top-logprobs 2..20, got {self.top_logprobs}")

@@ -286,9 +286,13 @@ def disagreement_candidates(suspect: Candidates, reference: Candidates) -> Candi
     key) the positions kept are a function of the two models and the text alone, so each
     distinct tuple left is still green independently with probability gamma: the same exact
     test, on the tuples that carry the signal (rate - gamma grows by 1 / the disagreement
-    share, n falls by it: z grows by 1 / sqrt of it)."""
+    share, n falls by it: z grows by 1 / sqrt of it). A position the reference did not read
+    (token -1) is dropped: whether the two differ there is unknown.
+
+    In API mode the suspect's tokens are those it generated, and the reference is a clean
+    model's top-1 on the same answers (api.disagreeing)."""
     _check_same_positions(suspect, reference, "disagree")
-    agree = suspect.tokens == reference.tokens
+    agree = (suspect.tokens == reference.tokens) | (reference.tokens < 0)
     out = Candidates(suspect.windows, suspect.tokens, suspect.is_global,
                      suspect.excluded | reference.excluded | agree, suspect.text_tuples,
                      suspect.n_rows, suspect.n_tokens + reference.n_tokens, dict(suspect.info))

@@ -18,7 +18,7 @@ speed, and computes the LM head only at the scored positions, a chunk at a time 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,31 +136,33 @@ class Reader:
         return t[ok], j[ok]
 
     @torch.no_grad()
-    def candidates(self, rows: Sequence[TextRow], progress: bool = False) -> Candidates:
-        w, start = self.scheme.window, self.scheme.start
-        lost: dict = {}
-        prepared = [p for p in (self._prepare(r, lost) for r in rows) if p is not None]
-        order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].input_ids))
-        parts = []
-        n_tokens = 0
-        batches = range(0, len(order), self.batch_size)
+    def _read(self, rows: Sequence[TextRow], progress: bool, lost: dict
+              ) -> Iterator[tuple[int, _Prepared, np.ndarray, np.ndarray | None,
+                                  np.ndarray | None]]:
+        """Each row read, shortest first -> (its index in rows, its preparation, the top-1 at
+        its scored positions in teacher ids, and with top_k the top-k ids and probabilities
+        (else None)). lost gets what was lost, "rows_read" and "tokens_read"."""
+        prepared = [(i, p) for i, r in enumerate(rows) if (p := self._prepare(r, lost))]
+        prepared.sort(key=lambda ip: len(ip[1].input_ids))
+        lost["rows_read"], lost["tokens_read"] = len(prepared), 0
+        batches = range(0, len(prepared), self.batch_size)
         if progress:
             from tqdm import tqdm
 
             batches = tqdm(batches, desc="reading", unit="batch")
         dev = next(self.model.parameters()).device
         for lo in batches:
-            batch = [prepared[i] for i in order[lo: lo + self.batch_size]]
-            T = max(len(p.input_ids) for p in batch)
+            batch = prepared[lo: lo + self.batch_size]
+            T = max(len(p.input_ids) for _, p in batch)
             pad = self.tok.pad_token_id or 0
             ids = torch.full((len(batch), T), pad, dtype=torch.long)
             att = torch.zeros((len(batch), T), dtype=torch.long)
             sel = torch.zeros((len(batch), T), dtype=torch.bool)
-            for b, p in enumerate(batch):
+            for b, (_, p) in enumerate(batch):
                 ids[b, : len(p.input_ids)] = torch.tensor(p.input_ids)
                 att[b, : len(p.input_ids)] = 1
                 sel[b, torch.from_numpy(p.want)] = True
-            n_tokens += int(att.sum())
+            lost["tokens_read"] += int(att.sum())
             top_ids = top_p = None
             if self.top_k:
                 probs, top = next_token_topk(self.model, ids.to(dev), att.to(dev), sel.to(dev),
@@ -171,20 +173,40 @@ class Reader:
                 preds = next_token_argmax(self.model, ids.to(dev), att.to(dev), sel.to(dev),
                                           self.logits_hook).cpu().numpy()
             k = 0
-            for p in batch:  # row-major order of `sel`: each row's `want`, increasing
+            for i, p in batch:  # row-major order of `sel`: each row's `want`, increasing
                 rows_k = slice(k, k + len(p.want))
-                pred = preds[rows_k].astype(np.int64)
                 k += len(p.want)
+                pred = preds[rows_k].astype(np.int64)
                 tokens = pred if self.identity else self.tmap(pred)
-                c = self._row_candidates(p, tokens, w, start)
-                if top_ids is not None:
-                    t = top_ids[rows_k]
-                    t = t if self.identity else self.tmap(t.ravel()).reshape(t.shape)
-                    c.top_tokens, c.top_probs = merge_duplicates(t, top_p[rows_k])
-                parts.append(c)
+                if top_ids is None:
+                    yield i, p, tokens, None, None
+                    continue
+                t = top_ids[rows_k]
+                t = t if self.identity else self.tmap(t.ravel()).reshape(t.shape)
+                yield i, p, tokens, t, top_p[rows_k]
+
+    def candidates(self, rows: Sequence[TextRow], progress: bool = False) -> Candidates:
+        w, start = self.scheme.window, self.scheme.start
+        lost: dict = {}
+        parts = []
+        for _, p, tokens, top_ids, top_p in self._read(rows, progress, lost):
+            c = self._row_candidates(p, tokens, w, start)
+            if top_ids is not None:
+                c.top_tokens, c.top_probs = merge_duplicates(top_ids, top_p)
+            parts.append(c)
         out = Candidates.concat(parts, w)
-        out.n_rows, out.n_tokens = len(prepared), n_tokens
+        out.n_rows, out.n_tokens = lost.pop("rows_read"), lost.pop("tokens_read")
         out.info = {**lost, "positions_scored": len(out), "text_excluded": self.exclude_text}
+        return out
+
+    def top1(self, rows: Sequence[TextRow], progress: bool = False) -> list[np.ndarray]:
+        """Per row, the model's top-1 next token at each teacher answer position t >= start,
+        in teacher ids; -1 where it was not read (past max_len, unaligned, not mapped)."""
+        start = self.scheme.start
+        out = [np.full(max(len(_teacher_ids(self.ttok, r.response)) - start, 0), -1, np.int64)
+               for r in rows]
+        for i, p, tokens, _, _ in self._read(rows, progress, {}):
+            out[i][p.t_pos - start] = tokens
         return out
 
     def _row_candidates(self, p: _Prepared, tokens: np.ndarray, w: int, start: int

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import torch
 
-from distillery.forensics.api import answer_candidates, budgeted, generate_locally, query_endpoint
+from distillery.forensics.api import (
+    answer_candidates,
+    budgeted,
+    disagreeing,
+    generate_locally,
+    query_endpoint,
+)
 from distillery.forensics.check import Verdict, read_in_budget, verdict_for
 from distillery.forensics.config import ForensicsConfig
 from distillery.forensics.evidence import PAIRED, Candidates, mass_count, scored_count
@@ -76,6 +82,16 @@ def reference_model(cfg: ForensicsConfig, model, tok, base: str | None, is_lora:
         return f"{base} (the suspect's base)", model, tok, model.disable_adapter
     loaded = load(name)
     return name, loaded.model, loaded.tokenizer, contextlib.nullcontext
+
+
+def clean_teacher(cfg: ForensicsConfig, ttok, scheme) -> Reader:
+    """API-mode disagree's clean model: the teacher's own weights (no key is in them), reading
+    the answers (api.disagreeing)."""
+    from distillery.models import load
+
+    m = load(cfg.teacher)
+    return Reader(m.model, m.tokenizer, ttok, scheme, cfg.max_len, cfg.batch_size,
+                  exclude_text=False)
 
 
 def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
@@ -145,7 +161,13 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
             return scored_count(c, scheme, "global", scheme.global_key)
 
         answers = budgeted(ask, rows, count, cfg.budget_tokens, round_size=4 * cfg.concurrency)
-        c = answer_candidates(answers, ttok, scheme)
+        judge = clean_teacher(cfg, ttok, scheme) if cfg.statistic == "disagree" else None
+
+        def candidates(rs) -> Candidates:
+            c = answer_candidates(rs, ttok, scheme)
+            return c if judge is None else disagreeing(c, judge.top1(rs, progress))
+
+        c = candidates(answers)
         c.info["queries"] = len(answers)
         missing = sum(not a.logprobs for a in answers) if cfg.top_logprobs else 0
         if missing:
@@ -160,7 +182,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
         if ref_name is not None:
             ref_rows = generate_locally(answers, ref_name, cfg.max_tokens, cfg.temperature,
                                         top_logprobs=cfg.top_logprobs)
-            ref_c = answer_candidates(ref_rows, ttok, scheme)
+            ref_c = candidates(ref_rows)
     v = verdict_for(c, scheme, accounts, mode=cfg.mode, suspect=cfg.suspect,
                     clusters=cfg.clusters, n_controls=cfg.controls, alpha=cfg.alpha,
                     tamper_alpha=cfg.tamper_alpha, min_shift=cfg.min_shift,
