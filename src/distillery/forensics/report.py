@@ -49,9 +49,11 @@ STATISTIC = {
              "the moved mass) is gamma under H0, and p is a Bernstein bound with a "
              "data-dependent bound on one window's term (conservative at any T). H0: neither "
              "model learned from text marked with the key.",
-    "disagree": "disagree: the suspect's top-1 token, scored only at the positions where it "
-                "differs from its clean base's top-1 (what training changed), as (window, "
-                "token) tuples, de-duplicated; exact binomial tail Binomial(T, gamma) under H0 "
+    "disagree": "disagree: the suspect's token (open mode: its top-1 on our text; API mode: "
+                "the token it generated), scored only at the positions where it differs from a "
+                "clean model's top-1 (open mode: the suspect's base, what training changed; API "
+                "mode: the teacher's own unmarked weights on the suspect's answer), as "
+                "(window, token) tuples, de-duplicated; exact binomial tail Binomial(T, gamma) under H0 "
                 "(Gumbel: exact Gamma tail). H0: neither model learned from text marked with "
                 "the key.",
 }
