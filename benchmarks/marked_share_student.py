@@ -7,7 +7,8 @@ marked share (100%, 10%, 1%), on a run of `distill_real_run.py`:
         --run-dir runs/self-1600 --share 0.1 --full --lr 5e-5 --epochs 2
 
 Writes <run>/share-<pct>/dataset.jsonl (the mixed harvest) and <run>/share-<pct>/student-run/
-(the student, the run's recipe); the unmarked answers are generated once (the llama.cpp
+(the student, the run's recipe; share-<pct>-<student> for a student other than the
+teacher's own model); the unmarked answers are generated once (the llama.cpp
 engine where installed) and kept in <run>/unmarked-answers.jsonl, so the sweep's students
 share them. Read them with `forensics_power.py --students share-<pct>/student-run/student`.
 """
@@ -80,7 +81,8 @@ def main() -> None:
     marked = set(random.Random(args.seed).sample(range(len(rows)), n_marked))
     clean = unmarked_answers(run, rows, args.teacher, args.max_tokens) if n_marked < len(rows) \
         else []
-    out = run / f"share-{args.share * 100:g}"
+    out = run / (f"share-{args.share * 100:g}" if args.student == args.teacher
+                 else f"share-{args.share * 100:g}-{Path(args.student).name}")
     out.mkdir(exist_ok=True)
     mixed = [r if i in marked else {**r, "response": clean[i], "endpoint": "local (unmarked)",
                                     "key_index": None}

@@ -154,7 +154,7 @@ def run_check(cfg: ForensicsConfig, progress: bool = True) -> Verdict:
                                   cfg.max_tokens, cfg.temperature, concurrency=cfg.concurrency,
                                   progress=progress, top_logprobs=cfg.top_logprobs)
 
-        def count(answers) -> int:
+        def count(answers) -> int:  # disagree: the tuples before the clean teacher's filter
             c = answer_candidates(answers, ttok, scheme)
             if cfg.statistic == "mass":
                 return mass_count(c, "global")
