@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="*", default=[100, 250, 500])
     ap.add_argument("--control-queries", type=int, default=None,
                     help="teacher answers for the clean control [default: --queries]")
+    ap.add_argument("--unseen", action="store_true",
+                    help="query the built-in prompts the harvest did not use instead of the "
+                         "stored ones (the student was not trained on their answers)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--keys", type=int, default=1000)
     ap.add_argument("--context-width", type=int, default=None)
@@ -96,22 +99,33 @@ def main() -> None:
         if r.messages and k not in seen:
             seen.add(k)
             prompts.append(TextRow(r.messages, ""))
+    if args.unseen:  # the built-in prompts the harvest did not use: nothing to recall
+        from distillery.harvest import cot_prompts, seed_prompts, taxonomy_prompts
+
+        seeds = seed_prompts()
+        pool = [TextRow(tuple(p.messages), "") for p in
+                [*seeds, *taxonomy_prompts(), *cot_prompts(seeds, one_each=True, seed=0)]]
+        prompts = shuffled([p for p in pool if json.dumps(p.messages, sort_keys=True)
+                            not in seen], args.seed)
     if len(prompts) < args.queries:
         raise SystemExit(f"only {len(prompts)} distinct stored prompts for --queries "
                          f"{args.queries}")
     prompts = prompts[: args.queries]
     name = Path(args.student).parent.name if "/" in args.student else args.student
+    name += "-unseen" if args.unseen else ""
     t0 = time.perf_counter()
     model = str(run / args.student) if (run / args.student).exists() else args.student
     suspect = answers_of(model, prompts, run / f"api-answers-{name}.jsonl",
                          args.max_tokens, args.seed)
     gen_s = time.perf_counter() - t0
     control = answers_of(TEACHER, prompts[: args.control_queries or args.queries],
-                         run / "api-answers-teacher.jsonl", args.max_tokens, args.seed)
+                         run / f"api-answers-teacher{'-unseen' * args.unseen}.jsonl",
+                         args.max_tokens, args.seed)
     judge_model = load(TEACHER)
     ttok = judge_model.tokenizer
     judge = Reader(judge_model.model, ttok, ttok, scheme, exclude_text=False)
     out = {"run": str(run), "student": args.student, "n_keys": len(accounts),
+           "prompts": "unseen built-in" if args.unseen else "stored (the harvest's)",
            "campaign": campaign, "max_tokens": args.max_tokens, "scheme_params": params,
            "suspect_generation_s": gen_s, "results": []}
     for label, answers in ((args.student, suspect), (f"{TEACHER} (clean control)", control)):
@@ -143,7 +157,8 @@ def main() -> None:
                 log.info("%s %-8s queries %4d tokens %6d scored %6d z %6.2f p %.2g cluster z "
                          "%s verdict %s", label, statistic, budget, tokens, g.n_scored, g.z,
                          g.p_value, "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
-    (run / "forensics-api-power.json").write_text(json.dumps(out, indent=2, default=str))
+    (run / f"forensics-api-power{'-unseen' * args.unseen}.json").write_text(
+        json.dumps(out, indent=2, default=str))
 
 
 if __name__ == "__main__":
