@@ -185,14 +185,14 @@ def query_endpoint(prompts: Sequence[TextRow], base_url: str, api_key: str, mode
 
 def generate_locally(prompts: Sequence[TextRow], model: str, max_tokens: int = 128,
                      temperature: float = 0.7, top_p: float = 0.95, seed: int = 0,
-                     top_logprobs: int = 0) -> list[TextRow]:
+                     top_logprobs: int = 0, engine: str = "auto") -> list[TextRow]:
     """A local model's answers to the prompts (fresh unmarked teacher text; the clean reference
     of an API-mode check), with logprobs in the harvester's format when top_logprobs > 0. On
     the engine the gateway would serve it with (llama.cpp where installed and the model ships
-    a GGUF, else torch)."""
+    a GGUF, else torch), or the one named (engine.load_engine)."""
     from distillery.engine import SamplingParams, chat_request, load_engine
 
-    engine = load_engine(model)
+    engine = load_engine(model, engine)
     reqs = [chat_request(engine.tokenizer, list(p.messages),
                          SamplingParams(max_tokens=max_tokens, temperature=temperature,
                                         top_p=top_p, seed=seed + i,
