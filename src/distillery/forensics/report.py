@@ -54,8 +54,8 @@ STATISTIC = {
                 "clean model's top-1 (open mode: the suspect's base, what training changed; API "
                 "mode: the teacher's own unmarked weights on the suspect's answer), as "
                 "(window, token) tuples, de-duplicated; exact binomial tail Binomial(T, gamma) "
-                "under H0 (Gumbel: exact Gamma tail). H0: neither model learned from text marked with "
-                "the key.",
+                "under H0 (Gumbel: exact Gamma tail). H0: neither model learned from text "
+                "marked with the key.",
 }
 TOP = 10  # attribution rows shown (every named one too)
 
