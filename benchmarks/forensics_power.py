@@ -60,7 +60,7 @@ def fresh_texts(run: Path, db: str, n: int, max_tokens: int, seed: int):
     with path.open("a") as f:
         for lo in range(0, len(todo), 64):  # appended as they come: a killed run resumes
             for r in generate_locally(todo[lo: lo + 64], "smollm2-135m-instruct", max_tokens,
-                                      seed=seed + len(have) + lo):
+                                      seed=seed + len(have) + lo, engine="torch"):
                 f.write(json.dumps({"messages": list(r.messages), "response": r.response})
                         + "\n")
             f.flush()
