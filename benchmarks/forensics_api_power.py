@@ -73,26 +73,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
-    from forensics_power import blocked_accounts
+    from forensics_power import key_family
 
     from distillery.forensics.api import answer_candidates, disagreeing
     from distillery.forensics.check import verdict_for
     from distillery.forensics.reading import Reader, TextRow
-    from distillery.forensics.run import LAYER_PROBE
-    from distillery.forensics.sources import account_names, shuffled, usage_rows
+    from distillery.forensics.sources import shuffled, usage_rows
     from distillery.models import load
-    from distillery.watermark import KeyRing, make_scheme
 
     run = Path(args.run_dir)
-    db = f"sqlite:///{run / 'gateway.db'}"
-    ring = KeyRing.load(run / "watermark.key")
-    params = {} if args.context_width is None else {"context_width": args.context_width}
-    scheme = make_scheme("kgw", ring, account=LAYER_PROBE, **params)
-    stored = account_names(db)
-    campaign = blocked_accounts(db) or stored
-    names = stored + [f"decoy-{i:04d}" for i in range(max(args.keys - len(stored), 0))]
-    accounts = {n: ring.account_key(n) for n in names}
-    clusters = {"campaign": tuple(campaign)}
+    db, scheme, params, campaign, accounts, clusters = key_family(
+        run, args.context_width, args.keys)
     seen, prompts = set(), []
     for r in shuffled(usage_rows(db), args.seed):
         k = json.dumps(r.messages, sort_keys=True)

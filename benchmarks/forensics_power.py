@@ -108,21 +108,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from distillery.forensics.config import ForensicsConfig
-    from distillery.forensics.run import LAYER_PROBE, load_suspect, reference_model
-    from distillery.forensics.sources import account_names
+    from distillery.forensics.run import load_suspect, reference_model
     from distillery.models import load_tokenizer
-    from distillery.watermark import KeyRing, make_scheme
 
     run = Path(args.run_dir)
-    db = f"sqlite:///{run / 'gateway.db'}"
-    ring = KeyRing.load(run / "watermark.key")
-    params = {} if args.context_width is None else {"context_width": args.context_width}
-    scheme = make_scheme("kgw", ring, account=LAYER_PROBE, **params)
-    stored = account_names(db)
-    campaign = args.campaign if args.campaign is not None else (blocked_accounts(db) or stored)
-    names = stored + [f"decoy-{i:04d}" for i in range(max(args.keys - len(stored), 0))]
-    accounts = {n: ring.account_key(n) for n in names}
-    clusters = {"campaign": tuple(campaign)} if campaign else {}
+    db, scheme, params, campaign, accounts, clusters = key_family(
+        run, args.context_width, args.keys, args.campaign)
     if args.stored:
         from distillery.forensics.sources import shuffled, usage_rows
 
@@ -227,6 +218,28 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
 def with_text_tuples(c):
     """The candidates with no tuple of the text read excluded."""
     return dataclasses.replace(c, text_tuples=c.text_tuples[:0])
+
+
+def key_family(run: Path, context_width: int | None, n_keys: int,
+               campaign: list[str] | None = None):
+    """A run's usage store and KGW scheme, and the attribution family: the store's accounts
+    plus decoy keys that never served anyone, to n_keys in all; the campaign (given, else the
+    accounts the audit blocked, else every stored one) pooled as a cluster ->
+    (db, scheme, scheme params, campaign, accounts {name: key}, clusters)."""
+    from distillery.forensics.run import LAYER_PROBE
+    from distillery.forensics.sources import account_names
+    from distillery.watermark import KeyRing, make_scheme
+
+    db = f"sqlite:///{run / 'gateway.db'}"
+    ring = KeyRing.load(run / "watermark.key")
+    params = {} if context_width is None else {"context_width": context_width}
+    scheme = make_scheme("kgw", ring, account=LAYER_PROBE, **params)
+    stored = account_names(db)
+    campaign = campaign if campaign is not None else (blocked_accounts(db) or stored)
+    names = stored + [f"decoy-{i:04d}" for i in range(max(n_keys - len(stored), 0))]
+    accounts = {n: ring.account_key(n) for n in names}
+    clusters = {"campaign": tuple(campaign)} if campaign else {}
+    return db, scheme, params, campaign, accounts, clusters
 
 
 def blocked_accounts(db: str) -> list[str]:
