@@ -15,8 +15,8 @@ that never learned from the key; the student's own base when the student is same
 disagree keeps a generated token only where the teacher's own top-1 on that answer differs
 (api.disagreeing); both statistics are planned tests on the first `budget` answers. The
 attribution family is the store's accounts plus decoy keys to --keys in all, the campaign
-pooled as a cluster. Writes <run>/forensics-api-power.json, one line per (model, statistic,
-budget).
+pooled as a cluster. Writes <run>/forensics-api-power-<name>.json (name: the student's path
+with / as _, -unseen with --unseen), one line per (model, statistic, budget).
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ def main() -> None:
         raise SystemExit(f"only {len(prompts)} distinct stored prompts for --queries "
                          f"{args.queries}")
     prompts = prompts[: args.queries]
-    name = Path(args.student).parent.name if "/" in args.student else args.student
-    name += "-unseen" if args.unseen else ""
+    name = args.student.strip("/").replace("/", "_") + ("-unseen" if args.unseen else "")
     t0 = time.perf_counter()
     model = str(run / args.student) if (run / args.student).exists() else args.student
     suspect = answers_of(model, prompts, run / f"api-answers-{name}.jsonl",
@@ -148,7 +147,7 @@ def main() -> None:
                 log.info("%s %-8s queries %4d tokens %6d scored %6d z %6.2f p %.2g cluster z "
                          "%s verdict %s", label, statistic, budget, tokens, g.n_scored, g.z,
                          g.p_value, "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
-    (run / f"forensics-api-power{'-unseen' * args.unseen}.json").write_text(
+    (run / f"forensics-api-power-{name}.json").write_text(
         json.dumps(out, indent=2, default=str))
 
 
