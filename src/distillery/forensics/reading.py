@@ -203,11 +203,13 @@ class Reader:
         """Per row, the model's top-1 next token at each teacher answer position t >= start,
         in teacher ids; -1 where it was not read (past max_len, unaligned, not mapped)."""
         start = self.scheme.start
-        out = [np.full(max(len(_teacher_ids(self.ttok, r.response)) - start, 0), -1, np.int64)
-               for r in rows]
+        out: list[np.ndarray | None] = [None] * len(rows)
         for i, p, tokens, _, _ in self._read(rows, progress, {}):
+            out[i] = np.full(max(len(p.teacher) - start, 0), -1, np.int64)
             out[i][p.t_pos - start] = tokens
-        return out
+        return [o if o is not None else  # a row _prepare dropped: none of it was read
+                np.full(max(len(_teacher_ids(self.ttok, r.response)) - start, 0), -1, np.int64)
+                for o, r in zip(out, rows, strict=True)]
 
     def _row_candidates(self, p: _Prepared, tokens: np.ndarray, w: int, start: int
                         ) -> Candidates:
