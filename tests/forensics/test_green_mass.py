@@ -208,16 +208,26 @@ def test_neutralisation_lowers_the_marked_students_signal(world, scheme, tokeniz
     assert after < before / 2, (before, after)
 
 
-def test_disagree_calibration_fails_without_tuple_dedup(read, scheme):
+@pytest.mark.parametrize("mode", ["open", "api"])
+def test_disagree_calibration_fails_without_tuple_dedup(read, world, scheme, tokenizer, mode):
     """disagree's null rests on the de-duplication: a (window, token) tuple seen twice has one
-    green bit. The clean student against the base, its probe read four times: de-duplicated,
-    the scored count is unchanged and 300 control keys are uniform; counting every
-    occurrence (as if each were a fresh draw) fails the same calibration."""
+    green bit. Open: the clean student against the base, its probe read four times. API: the
+    unmarked probe as a clean suspect's answers, judged by a model that never saw a key
+    (api.disagreeing), fed four times. De-duplicated, the scored count is unchanged and 300
+    control keys are uniform; counting every occurrence (as if each were a fresh draw) fails
+    the same calibration."""
     from scipy.stats import binom
 
+    from distillery.forensics.api import answer_candidates, disagreeing
     from distillery.forensics.check import randomized_p
 
-    once = disagreement_candidates(read("unmarked"), read("base"))
+    if mode == "open":
+        once = disagreement_candidates(read("unmarked"), read("base"))
+    else:
+        probe = [TextRow((), r["response"]) for r in world["probe"]]
+        judge = Reader(world["unmarked"], tokenizer, tokenizer, scheme, max_len=128)
+        once = disagreeing(answer_candidates(probe, tokenizer, scheme), judge.top1(probe))
+        assert 0 < once.info["disagreements"] < len(once)
     four = Candidates.concat([once] * 4, scheme.window)
     ctl = control_keys(300)
     u = np.random.default_rng(0).random(300)
