@@ -37,7 +37,8 @@ log = logging.getLogger("distill_real_run")
 
 @contextlib.contextmanager
 def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str,
-                     watermark_params: dict | None = None):
+                     watermark_params: dict | None = None, engine: str = "auto",
+                     max_batch_size: int = 16):
     """Yields (base_url, api_keys, how): the real gateway if present, else the shim."""
     try:
         from distillery import store
@@ -55,7 +56,7 @@ def teacher_endpoint(model: str, run_dir: Path, n_accounts: int, watermark: str,
                           watermark_key=str(key_path) if watermark != "none" else None,
                           watermark_params=watermark_params or {},
                           database=db, port=0, rpm_limit=100_000, tpm_limit=100_000_000,
-                          max_batch_size=16, log_level="warning")
+                          engine=engine, max_batch_size=max_batch_size, log_level="warning")
         keys_file = run_dir / "api_keys.txt"  # the campaign's keys survive a restart
         if keys_file.exists():
             store.migrate(db)
@@ -101,6 +102,11 @@ def main() -> None:
     ap.add_argument("--watermark", default="kgw", choices=["kgw", "gumbel", "none"])
     ap.add_argument("--context-width", type=int, default=None,
                     help="the gateway scheme's context width [default: the scheme's, 2]")
+    ap.add_argument("--delta", type=float, default=None, help="KGW green bias (default 2)")
+    ap.add_argument("--engine", default="auto", choices=["auto", "torch", "llama"],
+                    help="the gateway's engine (torch is faster at batch 32-64 on CPU)")
+    ap.add_argument("--max-batch", type=int, default=16,
+                    help="the gateway's batch size, and the harvest's concurrency")
     ap.add_argument("--max-tokens", type=int, default=128)
     # 0 by default: the gateway (as of 70232cb) answers 500 when top-p masks one of the top-k
     # alternatives (-inf is not JSON); a cross-tokenizer student cannot use them anyway.
@@ -142,11 +148,14 @@ def main() -> None:
     t0 = time.perf_counter()
     prompts = make_prompts(args.queries, args.seed)
     wm_params = {} if args.context_width is None else {"context_width": args.context_width}
-    with teacher_endpoint(args.teacher, run, args.accounts, args.watermark,
-                          wm_params) as (url, keys, how):
+    if args.delta is not None:
+        wm_params["delta"] = args.delta
+    with teacher_endpoint(args.teacher, run, args.accounts, args.watermark, wm_params,
+                          args.engine, args.max_batch) as (url, keys, how):
         timings["teacher_start_s"] = time.perf_counter() - t0
         log.info("teacher at %s via %s, %d keys", url, how, len(keys))
-        hcfg = HarvestConfig(base_url=url, model=args.teacher, api_keys=keys, concurrency=16,
+        hcfg = HarvestConfig(base_url=url, model=args.teacher, api_keys=keys,
+                             concurrency=max(16, args.max_batch),
                              max_tokens=args.max_tokens, temperature=0.7, top_p=0.95,
                              top_logprobs=args.top_logprobs, timeout_s=600, progress=False)
         rep = harvest(prompts, data, hcfg)

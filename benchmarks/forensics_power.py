@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--fresh-max-tokens", type=int, default=96)
     ap.add_argument("--budgets", type=int, nargs="*", default=[100, 200, 400],
                     help="texts read per planned test (the last: all of --fresh)")
+    ap.add_argument("--scheme", default="kgw", choices=["kgw", "gumbel"],
+                    help="the gateway's watermark scheme (Gumbel: argmax and disagree only)")
     ap.add_argument("--top-k", type=int, default=32)
     ap.add_argument("--context-width", type=int, default=None,
                     help="the gateway scheme's context width [default: the scheme's, 2]")
@@ -113,7 +115,7 @@ def main() -> None:
 
     run = Path(args.run_dir)
     db, scheme, params, campaign, accounts, clusters = key_family(
-        run, args.context_width, args.keys, args.campaign)
+        run, args.context_width, args.keys, args.campaign, args.scheme)
     if args.stored:
         from distillery.forensics.sources import shuffled, usage_rows
 
@@ -179,7 +181,8 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
         k = -(-budget // 32)
         read = (Candidates.concat(parts[:k], scheme.window),
                 Candidates.concat(ref_parts[:k], scheme.window))
-        variants = [(s, s, read) for s in STATISTICS]
+        variants = [(s, s, read) for s in STATISTICS  # green mass: KGW only
+                    if scheme.name == "kgw" or s in ("argmax", "disagree")]
         if args.keep_text_tuples and not args.stored:  # the fresh texts' own tuples scored too
             whole = tuple(with_text_tuples(x) for x in read)
             variants += [(f"{s}/all", s, whole) for s in ("argmax", "disagree")]
@@ -221,8 +224,8 @@ def with_text_tuples(c):
 
 
 def key_family(run: Path, context_width: int | None, n_keys: int,
-               campaign: list[str] | None = None):
-    """A run's usage store and KGW scheme, and the attribution family: the store's accounts
+               campaign: list[str] | None = None, scheme_name: str = "kgw"):
+    """A run's usage store and watermark scheme, and the attribution family: the store's accounts
     plus decoy keys that never served anyone, to n_keys in all; the campaign (given, else the
     accounts the audit blocked, else every stored one) pooled as a cluster ->
     (db, scheme, scheme params, campaign, accounts {name: key}, clusters)."""
@@ -233,7 +236,7 @@ def key_family(run: Path, context_width: int | None, n_keys: int,
     db = f"sqlite:///{run / 'gateway.db'}"
     ring = KeyRing.load(run / "watermark.key")
     params = {} if context_width is None else {"context_width": context_width}
-    scheme = make_scheme("kgw", ring, account=LAYER_PROBE, **params)
+    scheme = make_scheme(scheme_name, ring, account=LAYER_PROBE, **params)
     stored = account_names(db)
     campaign = campaign if campaign is not None else (blocked_accounts(db) or stored)
     names = stored + [f"decoy-{i:04d}" for i in range(max(n_keys - len(stored), 0))]
