@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--keys", type=int, default=1000)
     ap.add_argument("--context-width", type=int, default=None)
+    ap.add_argument("--scheme", default="kgw", choices=["kgw", "gumbel"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -83,7 +84,7 @@ def main() -> None:
 
     run = Path(args.run_dir)
     db, scheme, params, campaign, accounts, clusters = key_family(
-        run, args.context_width, args.keys)
+        run, args.context_width, args.keys, scheme_name=args.scheme)
     seen, prompts = set(), []
     for r in shuffled(usage_rows(db), args.seed):
         k = json.dumps(r.messages, sort_keys=True)

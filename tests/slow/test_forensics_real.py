@@ -1,15 +1,17 @@
-"""Radioactivity on the real models, end to end: the SmolLM2 gateway (KGW, context width 1)
-serves a thief account and a bystander; a Gemma-3-270M + LoRA student is trained on the
-thief's harvest; the open-weights check reads fresh *unmarked* teacher answers through it
-(the shift statistic: the student's distribution minus its base's; the disagree statistic: its
-top-1 where it differs from its base's, the text's own tuples scored) among 100 account keys.
+"""Radioactivity on the real models, end to end, cross-family: the SmolLM2 gateway (Gumbel-max,
+context width 1, on the torch engine at batch 64) serves a thief account and a bystander; a
+Gemma-3-270M student is fully fine-tuned on the thief's harvest (320 answers x 128 tokens, 2
+epochs); the open-weights check reads 160 fresh *unmarked* teacher answers through it, maps
+its top-1 through text to SmolLM2's tokens and scores it at the positions where it differs from
+its untouched base's (the disagree statistic; the text's own tuples scored, exact on unmarked
+text) among 100 account keys and 100 control keys.
 
-What a test's budget can show on this CPU is the check's validity on real models, not its
-power: students of a few hundred answers inherit too little to be detected in a few hundred
-texts (BENCHMARKS.md, Forensics: z <= 2.5 with 200 texts for 346 answers x 2 epochs). So:
-the controls stay uniform, no account is named wrongly, the verdict on the student is
-"inconclusive" (never "not detected" below the planner's budget) unless it is "detected" with
-the thief named; the untouched base Gemma is not detected."""
+Gumbel, not the gateway's default KGW delta 2, because it is what a CPU-sized student inherits
+(BENCHMARKS.md, Forensics, "A cross-family student detected": the same recipe at 400 answers
+detected at p 1e-17 on 128 texts under Gumbel; KGW's answers are the ones measured beside it).
+The test asserts the verdict, not a power: the student is detected and the thief named, the
+bystander and the decoys are not, the controls stay uniform; the untouched base Gemma is not
+detected. About 30 minutes on 2 cores."""
 
 from __future__ import annotations
 
@@ -19,10 +21,10 @@ import random
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
-WM = {"context_width": 1}
-HARVEST, FRESH, TOKENS = 96, 64, 64
+SCHEME, WM = "gumbel", {"context_width": 1}
+HARVEST, FRESH, TOKENS = 320, 160, 128
 DECOYS = [f"decoy-{i:03d}" for i in range(98)]
 
 
@@ -47,28 +49,31 @@ def real_run(tmp_path_factory):
     prompts = [*seed_prompts(), *taxonomy_prompts()]
     random.Random(0).shuffle(prompts)
     assert len(prompts) >= HARVEST + FRESH + 8
-    cfg = ServeConfig(model="smollm2-135m-instruct", watermark="kgw", watermark_params=WM,
+    cfg = ServeConfig(model="smollm2-135m-instruct", watermark=SCHEME, watermark_params=WM,
                       watermark_key=str(key_file), database=db, port=0, rpm_limit=100_000,
-                      tpm_limit=100_000_000, max_batch_size=16, log_level="warning")
+                      tpm_limit=100_000_000, engine="torch", max_batch_size=64,
+                      log_level="warning")
     data = run / "harvest.jsonl"
     server = start_in_thread(cfg, timeout=600)
     try:
         for name, ps in (("thief", prompts[:HARVEST]), ("bystander", prompts[-8:])):
             rep = harvest(ps, run / f"harvest-{name}.jsonl", HarvestConfig(
                 base_url=server.base_url + "/v1", model="smollm2-135m-instruct",
-                api_keys=[keys[name]], concurrency=16, max_tokens=TOKENS, temperature=0.7,
-                top_p=0.95, timeout_s=600, progress=False))
+                api_keys=[keys[name]], concurrency=64, max_tokens=TOKENS, temperature=0.7,
+                top_p=0.95, timeout_s=900, progress=False))
             assert rep.failed == 0
     finally:
         server.stop()
     data.write_text((run / "harvest-thief.jsonl").read_text())
     res = train(TrainConfig(dataset=str(data), output_dir=str(run / "student"),
-                            student="gemma-3-270m", lora=True, batch_size=8,
-                            max_steps=math.ceil(HARVEST / 8), max_len=160,
-                            learning_rate=2e-4, warmup_steps=4, heldout_fraction=0.0,
+                            student="gemma-3-270m", lora=False, batch_size=8,
+                            max_steps=math.ceil(2 * HARVEST / 8), max_len=256,
+                            learning_rate=5e-5, warmup_steps=10, heldout_fraction=0.0,
                             eval_every=0, save_every=0, num_threads=2), progress=False)
-    fresh = generate_locally([TextRow(p.messages, "") for p in prompts[HARVEST: HARVEST + FRESH]],
-                             "smollm2-135m-instruct", max_tokens=96)
+    todo = [TextRow(p.messages, "") for p in prompts[HARVEST: HARVEST + FRESH]]
+    fresh = [r for lo in range(0, FRESH, 64)
+             for r in generate_locally(todo[lo: lo + 64], "smollm2-135m-instruct",
+                                       max_tokens=96, seed=lo, engine="torch")]
     texts = run / "fresh.jsonl"
     texts.write_text("".join(json.dumps({"messages": list(r.messages), "response": r.response})
                              + "\n" for r in fresh))
@@ -81,31 +86,24 @@ def check(real_run, suspect: str, statistic: str):
 
     return run_check(ForensicsConfig(
         suspect=suspect, mode="open", dataset=real_run["texts"], unmarked_text=True,
-        database=real_run["db"],
-        key_file=real_run["key_file"], scheme_params=WM, accounts=("thief", "bystander",
-                                                                   *DECOYS),
-        statistic=statistic, controls=100, max_len=256, num_threads=2), progress=False)
+        database=real_run["db"], key_file=real_run["key_file"], scheme=SCHEME,
+        scheme_params=WM, accounts=("thief", "bystander", *DECOYS), statistic=statistic,
+        controls=100, max_len=256, num_threads=2), progress=False)
 
 
-@pytest.mark.parametrize("statistic", ["shift", "disagree"])
-def test_the_real_student_check_is_valid(real_run, statistic):
-    v = check(real_run, real_run["student"], statistic)
+def test_the_real_student_is_detected_and_the_thief_named(real_run):
+    v = check(real_run, real_run["student"], "disagree")
     a = v.suspect_analysis
-    assert v.statistic == statistic and v.usage["rows"] == FRESH
-    if statistic == "shift":
-        assert a.global_result.n_scored > 500 and a.global_result.var > 0
-    else:  # LoRA moved the top-1 at a share of the ~6,000 positions
-        assert a.global_result.n_scored > 50 and not v.usage["text_excluded"]
-    assert set(a.named) <= {"thief"}, a.named  # never the bystander or a decoy
-    if v.verdict != "detected":  # a negative needs far more than 64 texts: "inconclusive"
-        assert v.verdict == "inconclusive", (v.verdict, a.global_result, v.plan)
-        assert a.global_result.n_scored < v.plan.tokens_for_min_shift
+    assert v.usage["rows"] == FRESH and not v.usage["text_excluded"]
+    assert v.verdict == "detected", (v.verdict, a.global_result, v.plan)
+    assert a.global_result.p_value <= 1e-6
+    assert a.named == ["thief"], a.named  # never the bystander or a decoy
     for s in a.controls:
         assert s.ks_p > 1e-3, s
 
 
 def test_the_real_base_model_is_not_detected(real_run):
-    v = check(real_run, "gemma-3-270m", "mass")
+    v = check(real_run, "gemma-3-270m", "argmax")
     a = v.suspect_analysis
     assert v.verdict in ("inconclusive", "not detected"), v.verdict
     assert a.global_result.p_value > 1e-3 and a.named == []
