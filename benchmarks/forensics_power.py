@@ -138,7 +138,8 @@ def main() -> None:
 
             t0 = time.perf_counter()
             harvest = [json.loads(x)["response"] for x in (run / args.harvest).open()]
-            hook = neutraliser(model, model.disable_adapter, tok, harvest,
+            # the base: a LoRA student's adapter off, else the base model loaded beside it
+            hook = neutraliser(model, ref_off if ref_model is model else ref_model, tok, harvest,
                                penalty=args.scrub_penalty)
             log.info("neutraliser: %d prefixes in %.0f s", hook.n_prefixes,
                      time.perf_counter() - t0)
