@@ -94,6 +94,8 @@ def check(real_run, suspect: str, statistic: str):
 def test_the_real_student_is_detected_and_the_thief_named(real_run):
     v = check(real_run, real_run["student"], "disagree")
     a = v.suspect_analysis
+    print(v.verdict, a.global_result, a.named, [(x.name, x.result.z, x.adjusted_p)
+                                                for x in a.accounts[:3]])
     assert v.usage["rows"] == FRESH and not v.usage["text_excluded"]
     assert v.verdict == "detected", (v.verdict, a.global_result, v.plan)
     assert a.global_result.p_value <= 1e-6
@@ -105,6 +107,7 @@ def test_the_real_student_is_detected_and_the_thief_named(real_run):
 def test_the_real_base_model_is_not_detected(real_run):
     v = check(real_run, "gemma-3-270m", "argmax")
     a = v.suspect_analysis
+    print(v.verdict, a.global_result, a.named)
     assert v.verdict in ("inconclusive", "not detected"), v.verdict
     assert a.global_result.p_value > 1e-3 and a.named == []
     for s in a.controls:
