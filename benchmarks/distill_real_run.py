@@ -145,6 +145,17 @@ def main() -> None:
     from distillery.distill.evaluation import write_eval
     from distillery.harvest import HarvestConfig, harvest, read_rows, to_parquet
 
+    def eval_config(student: str) -> EvalConfig:
+        return EvalConfig(dataset=str(data), student=student, teacher=args.teacher,
+                          heldout_fraction=args.heldout_fraction, max_examples=args.eval_max,
+                          max_new_tokens=args.max_tokens, max_len=args.max_len + 128,
+                          batch_size=args.eval_batch, rouge_max_examples=args.rouge_max,
+                          num_threads=args.threads, seed=args.seed)
+
+    try:  # a bad evaluation option fails now, not after an hour of harvest and training
+        eval_config(str(run / "student-run" / "student"))
+    except ValueError as e:
+        ap.error(str(e))
     t0 = time.perf_counter()
     prompts = make_prompts(args.queries, args.seed)
     wm_params = {} if args.context_width is None else {"context_width": args.context_width}
@@ -184,11 +195,7 @@ def main() -> None:
     log.info("train: %s", tres)
 
     t0 = time.perf_counter()
-    ecfg = EvalConfig(dataset=str(data), student=tres.student_dir, teacher=args.teacher,
-                      heldout_fraction=args.heldout_fraction, max_examples=args.eval_max,
-                      max_new_tokens=args.max_tokens, max_len=args.max_len + 128,
-                      batch_size=args.eval_batch, rouge_max_examples=args.rouge_max,
-                      num_threads=args.threads, seed=args.seed)
+    ecfg = eval_config(tres.student_dir)
     eres = evaluate(ecfg)
     write_eval(run / "eval.json", eres, ecfg)
     curve = []
