@@ -159,6 +159,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
     (ref_parts), its base (ref_model under ref_off(): the student with its adapter off, or
     the base itself); every statistic at every budget -> (results, speed, ref_parts)."""
     from distillery.forensics.check import STATISTICS, verdict_for
+    from distillery.forensics.config import KGW_ONLY
     from distillery.forensics.evidence import PAIRED, Candidates
     from distillery.forensics.reading import Reader
 
@@ -182,8 +183,7 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
         k = -(-budget // 32)
         read = (Candidates.concat(parts[:k], scheme.window),
                 Candidates.concat(ref_parts[:k], scheme.window))
-        variants = [(s, s, read) for s in STATISTICS  # green mass: KGW only
-                    if scheme.name == "kgw" or s in ("argmax", "disagree")]
+        variants = [(s, s, read) for s in STATISTICS if scheme.name == "kgw" or s not in KGW_ONLY]
         if args.keep_text_tuples and not args.stored:  # the fresh texts' own tuples scored too
             whole = tuple(with_text_tuples(x) for x in read)
             variants += [(f"{s}/all", s, whole) for s in ("argmax", "disagree")]

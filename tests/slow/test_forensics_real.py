@@ -6,9 +6,9 @@ its top-1 through text to SmolLM2's tokens and scores it at the positions where 
 its untouched base's (the disagree statistic; the text's own tuples scored, exact on unmarked
 text) among 100 account keys and 100 control keys.
 
-Gumbel, not the gateway's default KGW delta 2, because it is what a CPU-sized student inherits
-(BENCHMARKS.md, Forensics, "A cross-family student detected": the same recipe at 400 answers
-detected at p 1e-17 on 128 texts under Gumbel; KGW's answers are the ones measured beside it).
+Gumbel, not the gateway's default KGW delta 2, for the margin: a CPU-sized student inherits
+both, Gumbel more (BENCHMARKS.md, Forensics, "A cross-family student detected": the same recipe
+at 400 answers, 128 texts, z 9.2 and p 1e-17 under Gumbel, z 6.8 and p 2e-11 under KGW).
 The test asserts the verdict, not a power: the student is detected and the thief named, the
 bystander and the decoys are not, the controls stay uniform; the untouched base Gemma is not
 detected. About 30 minutes on 2 cores."""
@@ -70,10 +70,8 @@ def real_run(tmp_path_factory):
                             max_steps=math.ceil(2 * HARVEST / 8), max_len=256,
                             learning_rate=5e-5, warmup_steps=10, heldout_fraction=0.0,
                             eval_every=0, save_every=0, num_threads=2), progress=False)
-    todo = [TextRow(p.messages, "") for p in prompts[HARVEST: HARVEST + FRESH]]
-    fresh = [r for lo in range(0, FRESH, 64)
-             for r in generate_locally(todo[lo: lo + 64], "smollm2-135m-instruct",
-                                       max_tokens=96, seed=lo, engine="torch")]
+    fresh = generate_locally([TextRow(p.messages, "") for p in prompts[HARVEST: HARVEST + FRESH]],
+                             "smollm2-135m-instruct", max_tokens=96, engine="torch")
     texts = run / "fresh.jsonl"
     texts.write_text("".join(json.dumps({"messages": list(r.messages), "response": r.response})
                              + "\n" for r in fresh))

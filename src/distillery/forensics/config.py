@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+KGW_ONLY = ("mass", "shift")  # statistics of the green list's mass: Gumbel has no green bit
+
 
 @dataclass
 class ForensicsConfig:
@@ -95,7 +97,7 @@ class ForensicsConfig:
         if not 0 <= self.top_logprobs <= 20:
             raise ValueError(f"top_logprobs must be in [0, 20] (OpenAI-compatible servers cap "
                              f"at 20), got {self.top_logprobs}")
-        if self.statistic in ("mass", "shift") and self.scheme != "kgw":
+        if self.statistic in KGW_ONLY and self.scheme != "kgw":
             raise ValueError(f"the {self.statistic} statistic is defined for KGW (--scheme kgw)")
         if self.mode == "api" and self.statistic in PAIRED and self.statistic != "disagree":
             raise ValueError(f"the {self.statistic} statistic reads an open-weights suspect "
