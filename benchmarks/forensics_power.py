@@ -144,6 +144,8 @@ def main() -> None:
             log.info("neutraliser: %d prefixes in %.0f s", hook.n_prefixes,
                      time.perf_counter() - t0)
             suspects.append(f"{student} (neutralised, penalty {args.scrub_penalty:g})")
+            out.setdefault("scrub_cost", {})[student] = scrub_cost(
+                run / student, run / args.harvest, hook, args)
         ref_parts = None  # the base's read, made once and kept for the neutralised pass
         for suspect in suspects:
             res, stats, ref_parts = read_and_test(
@@ -151,6 +153,24 @@ def main() -> None:
                 args, hook if suspect != student else None, ref_parts, ref_model, ref_off)
             out["students"][suspect] = {**stats, "results": res}
             (run / args.out).write_text(json.dumps(out, indent=2, default=str))
+
+
+def scrub_cost(student: Path, harvest: Path, hook, args) -> dict:
+    """What the neutralisation costs the thief: its student's gap closed in bits per byte on
+    the harvest's held-out answers (distill_real_run's split, 40 of them), as trained and as
+    served through the hook."""
+    from distillery.distill import EvalConfig, evaluate
+
+    t0 = time.perf_counter()
+    cfg = EvalConfig(dataset=str(harvest), student=str(student),
+                     teacher="smollm2-135m-instruct", heldout_fraction=0.15, max_examples=40,
+                     rouge=False, num_threads=args.threads, seed=args.seed)
+    plain = evaluate(cfg)
+    served = evaluate(cfg, reference=plain, logits_hook=hook)
+    cost = {"n_prompts": plain.n_prompts, "as_trained": dataclasses.asdict(plain.bpb),
+            "neutralised": dataclasses.asdict(served.bpb), "seconds": time.perf_counter() - t0}
+    log.info("neutralisation cost (bits per byte): %s", cost)
+    return cost
 
 
 def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, campaign, base,

@@ -187,6 +187,24 @@ def test_neutralisation_hook_prefers_the_two_token_prefix():
     assert out.tolist() == [[0, 0, -5, 0], [0, -5, 0, 0], [0, 0, 0, 0]]
 
 
+def test_paraphrase_keeps_each_prompt_and_replaces_its_answer():
+    """Scrubbing (a): the thief's own model rewrites every answer; prompts, hashes and order
+    kept, the teacher's answer and logprobs no longer what it trains on."""
+    from distillery.forensics.scrub import PARAPHRASE_PROMPT, paraphrase_rows
+
+    rows = [{"prompt_hash": f"h{i}", "messages": [{"role": "user", "content": f"q{i}"}],
+             "response": f"The answer number {i} is here.", "logprobs": [{"token": "x"}]}
+            for i in range(3)]
+    out = paraphrase_rows(rows, "tiny-random", max_tokens=6, engine="torch")
+    assert [r["prompt_hash"] for r in out] == ["h0", "h1", "h2"]
+    assert [r["messages"] for r in out] == [r["messages"] for r in rows]
+    assert [r["original_response"] for r in out] == [r["response"] for r in rows]
+    assert all(r["logprobs"] is None and r["scrubbed"] == "paraphrase:tiny-random" for r in out)
+    assert all(r["response"] != r["original_response"] for r in out)
+    assert "{text}" in PARAPHRASE_PROMPT
+    assert paraphrase_rows(rows, "tiny-random", max_tokens=6, engine="torch") == out  # seeded
+
+
 def test_neutralisation_lowers_the_marked_students_signal(world, scheme, tokenizer):
     """Pan et al.'s WN (scrub.py), built with no key from a corpus over the same alphabet
     (the thief's harvest would do as well), pushes down what fine-tuning raised: the marked

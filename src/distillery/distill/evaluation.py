@@ -79,8 +79,9 @@ def _bar(total: int, desc: str | None) -> tqdm:
 
 @torch.no_grad()
 def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: int = 8,
-                progress: str | None = None) -> list[float | None]:
-    """Bits of each row's answer under model (None when prompt + answer exceed max_len)."""
+                progress: str | None = None, logits_hook=None) -> list[float | None]:
+    """Bits of each row's answer under model (None when prompt + answer exceed max_len),
+    through logits_hook if given (forward.answer_logits)."""
     dev = next(model.parameters()).device
     seqs: list[tuple[list[int], int] | None] = []
     for r in rows:
@@ -101,7 +102,8 @@ def answer_bits(model, tokenizer, rows: list[dict], max_len: int, batch_size: in
             ids[b, : len(s)] = torch.tensor(s)
             attn[b, : len(s)] = 1
             labels[b, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
-        logits, targets, keep = answer_logits(model, ids.to(dev), attn.to(dev), labels.to(dev))
+        logits, targets, keep = answer_logits(model, ids.to(dev), attn.to(dev), labels.to(dev),
+                                              logits_hook)
         tok_lp = logits.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0]
         per_row = torch.zeros(len(idx), device=dev).index_add_(0, keep.nonzero()[:, 0], -tok_lp)
         for b, v in zip(idx, (per_row / math.log(2)).tolist(), strict=True):
@@ -193,12 +195,14 @@ def check_inputs(cfg: EvalConfig, held: list[dict], reference: EvalResult | None
                          "--top-logprobs 5")
 
 
-def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: bool = False
-             ) -> EvalResult:
+def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: bool = False,
+             logits_hook=None) -> EvalResult:
     """Student, base and teacher on the held-out prompts. With `reference` (an earlier
     evaluation of another student of the same base on the same held-out prompts, e.g. an
     earlier snapshot of one run), the base's and the teacher's per-prompt values are taken
-    from it and only the student is run. progress: a bar per stage."""
+    from it and only the student is run. progress: a bar per stage. logits_hook: the
+    student's bits as served through it (a neutraliser: what scrubbing costs; bits per byte
+    only, ROUGE-L's greedy answers do not take it)."""
     from distillery.distill.trainer import load_student
     from distillery.models import load
 
@@ -235,7 +239,10 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: boo
         held = [held[index[h]] for h in pp["prompt_hash"]]
     n_rouge = len(held[: cfg.rouge_max_examples]) if cfg.rouge else 0
     reuse_rouge = pp is not None and len(pp.get("rouge_base", [])) >= n_rouge
-    s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size, bar("bits: student"))
+    if logits_hook is not None and cfg.rouge:
+        raise ValueError("a logits hook applies to bits per byte only: set rouge=False")
+    s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size, bar("bits: student"),
+                         logits_hook)
     teacher = load(cfg.teacher) if cfg.teacher and not reuse_rouge else None  # else unused
     if pp is not None:
         b_bits, t_bits = pp["bits_base"], pp["bits_teacher"]

@@ -25,20 +25,26 @@ def _body_and_head(model):
 
 
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  labels: torch.Tensor, logits_hook=None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (logits (N, V), targets (N,), keep (B, T-1)): logits at every position t whose
-    next token labels[:, t+1] is labelled, in row-major order of keep."""
+    next token labels[:, t+1] is labelled, in row-major order of keep. logits_hook(logits,
+    context (N, 2): the tokens at t-1 and t) rewrites them as a served model would (a
+    neutraliser, forensics/scrub.py)."""
     keep = labels[:, 1:] != IGNORE
     targets = labels[:, 1:][keep]
     base, body, head = _body_and_head(model)
     if body is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return logits[:, :-1][keep], targets, keep
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    logits = head(hidden[:, :-1][keep])
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][keep]
+    else:
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+        cap = getattr(base.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+    if logits_hook is not None:
+        ctx = torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)[:, :-1][keep]
+        logits = logits_hook(logits, ctx)
     return logits, targets, keep
 
 

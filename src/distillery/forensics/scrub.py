@@ -1,5 +1,6 @@
-"""What a careful thief does to our signal, built so that it can be measured: Pan et al.'s
-inference-time watermark neutralisation ("WN", ACL 2025; REFERENCES "Radioactivity").
+"""What a careful thief does to our signal, built so that it can be measured: (a) paraphrasing
+the harvested answers with a model of its own before training (`paraphrase_rows`), and (b) Pan
+et al.'s inference-time watermark neutralisation ("WN", ACL 2025; REFERENCES "Radioactivity").
 
 The thief holds its student, the student's base model and its harvested answers, but not our
 key. For the most frequent 1- and 2-token prefixes of those answers (in the student's own
@@ -24,6 +25,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+
+PARAPHRASE_PROMPT = ("Rewrite the following text in your own words. Keep its meaning and its "
+                     "length, and add nothing.\n\n{text}")
+
+
+def paraphrase_rows(rows: Sequence[dict], model: str, max_tokens: int = 160,
+                    engine: str = "auto", seed: int = 0) -> list[dict]:
+    """Scrubbing (a): every harvested answer rewritten by the thief's own unwatermarked model
+    (sampled, temperature 0.7, top-p 0.95). Each row keeps its prompt; the paraphrase replaces
+    the response, the original is kept as "original_response", and logprobs are dropped (they
+    were the teacher's)."""
+    from .api import generate_locally
+    from .reading import TextRow
+
+    asks = [TextRow(({"role": "user", "content": PARAPHRASE_PROMPT.format(text=r["response"])},),
+                    "") for r in rows]
+    said = generate_locally(asks, model, max_tokens=max_tokens, seed=seed, engine=engine)
+    return [{**r, "response": a.response.strip(), "original_response": r["response"],
+             "logprobs": None, "scrubbed": f"paraphrase:{model}"}
+            for r, a in zip(rows, said, strict=True)]
 
 
 @dataclass
