@@ -47,3 +47,22 @@ def test_answer_logits_equal_the_full_forward_at_answer_positions(kind, lora):
     assert keep.sum() == len(targets) == len(logits) == 6 + 3 + 2
     torch.testing.assert_close(logits, full[keep], rtol=1e-5, atol=1e-5)
     assert torch.equal(targets, labels[:, 1:][keep])
+
+
+def test_answer_logits_hook_sees_the_two_tokens_before_each_prediction():
+    """The served model's rewrite (a neutraliser) gets (token t-1, token t) for the logits at
+    t, the same context the forensic reader gives it."""
+    model = tiny("llama")
+    ids, attn, labels = batch()
+    seen = []
+
+    def hook(logits, ctx):
+        seen.append(ctx)
+        return logits - 1.0
+
+    with torch.no_grad():
+        plain, _, keep = answer_logits(model, ids, attn, labels)
+        hooked, _, _ = answer_logits(model, ids, attn, labels, logits_hook=hook)
+    torch.testing.assert_close(hooked, plain - 1.0)
+    prev = torch.roll(ids, 1, dims=1)[:, :-1][keep]
+    assert torch.equal(seen[0], torch.stack([prev, ids[:, :-1][keep]], dim=-1))
