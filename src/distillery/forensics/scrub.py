@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 PARAPHRASE_PROMPT = ("Rewrite the following text in your own words. Keep its meaning and its "
                      "length, and add nothing.\n\n{text}")
 
