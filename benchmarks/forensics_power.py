@@ -145,7 +145,7 @@ def main() -> None:
                      time.perf_counter() - t0)
             suspects.append(f"{student} (neutralised, penalty {args.scrub_penalty:g})")
             out.setdefault("scrub_cost", {})[student] = scrub_cost(
-                run / student, run / args.harvest, hook, args)
+                run, student, run / args.harvest, hook, args)
         ref_parts = None  # the base's read, made once and kept for the neutralised pass
         for suspect in suspects:
             res, stats, ref_parts = read_and_test(
@@ -155,20 +155,30 @@ def main() -> None:
             (run / args.out).write_text(json.dumps(out, indent=2, default=str))
 
 
-def scrub_cost(student: Path, harvest: Path, hook, args) -> dict:
-    """What the neutralisation costs the thief: its student's gap closed in bits per byte on
-    the harvest's held-out answers (distill_real_run's split, 40 of them), as trained and as
-    served through the hook."""
+def scrub_cost(run: Path, student: str, harvest: Path, hook, args) -> dict:
+    """What the neutralisation costs the thief: its student's gap closed in bits per byte, as
+    trained and as served through the hook, on 40 of the harvest's held-out (marked) answers
+    (distill_real_run's split) and on the first 40 fresh unmarked teacher answers (the
+    teacher's behaviour without our mark: what the thief is after)."""
     from distillery.distill import EvalConfig, evaluate
+    from distillery.harvest.prompts import prompt_hash
 
     t0 = time.perf_counter()
-    cfg = EvalConfig(dataset=str(harvest), student=str(student),
-                     teacher="smollm2-135m-instruct", heldout_fraction=0.15, max_examples=40,
-                     rouge=False, num_threads=args.threads, seed=args.seed)
-    plain = evaluate(cfg)
-    served = evaluate(cfg, reference=plain, logits_hook=hook)
-    cost = {"n_prompts": plain.n_prompts, "as_trained": dataclasses.asdict(plain.bpb),
-            "neutralised": dataclasses.asdict(served.bpb), "seconds": time.perf_counter() - t0}
+    fresh = run / "fresh-eval.jsonl"
+    with fresh.open("w") as f:
+        for x in (run / "fresh-power.jsonl").read_text().splitlines()[:40]:
+            r = json.loads(x)
+            f.write(json.dumps({**r, "prompt_hash": prompt_hash(r["messages"])}) + "\n")
+    cost = {}
+    for name, data, held in (("marked held-out", harvest, 0.15), ("unmarked fresh", fresh, 1.0)):
+        cfg = EvalConfig(dataset=str(data), student=str(run / student),
+                         teacher="smollm2-135m-instruct", heldout_fraction=held,
+                         max_examples=40, rouge=False, num_threads=args.threads, seed=args.seed)
+        plain = evaluate(cfg)
+        served = evaluate(cfg, reference=plain, logits_hook=hook)
+        cost[name] = {"n_prompts": plain.n_prompts, "as_trained": dataclasses.asdict(plain.bpb),
+                      "neutralised": dataclasses.asdict(served.bpb)}
+    cost["seconds"] = time.perf_counter() - t0
     log.info("neutralisation cost (bits per byte): %s", cost)
     return cost
 
