@@ -74,7 +74,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
-    from forensics_power import key_family
+    from forensics_power import attribution_summary, key_family
 
     from distillery.forensics.api import answer_candidates, disagreeing
     from distillery.forensics.check import verdict_for
@@ -132,22 +132,17 @@ def main() -> None:
                 v = verdict_for(cand, scheme, accounts, mode="api", suspect=label,
                                 clusters=clusters, n_controls=100, statistic=statistic)
                 a, g = v.suspect_analysis, v.suspect_analysis.global_result
-                camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
-                best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
                 r = {"model": label, "statistic": statistic, "queries": budget,
                      "tokens_generated": tokens, "scored": g.n_scored, "z": g.z,
                      "p": g.p_value, "rate": g.rate, "verdict": v.verdict, "named": a.named,
                      "disagreements": cand.info.get("disagreements"),
-                     "campaign_cluster": None if camp is None else {
-                         "z": camp.result.z, "adjusted_p": camp.adjusted_p},
-                     "best_account": None if best is None else {
-                         "name": best.name, "z": best.result.z,
-                         "adjusted_p": best.adjusted_p},
+                     **attribution_summary(a, campaign),
                      "controls_ks": [s.ks_p for s in a.controls]}
                 out["results"].append(r)
                 log.info("%s %-8s queries %4d tokens %6d scored %6d z %6.2f p %.2g cluster z "
                          "%s verdict %s", label, statistic, budget, tokens, g.n_scored, g.z,
-                         g.p_value, "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
+                         g.p_value, "-" if r["campaign_cluster"] is None else
+                         f"{r['campaign_cluster']['z']:.2f}", v.verdict)
     (run / f"forensics-api-power-{name}.json").write_text(
         json.dumps(out, indent=2, default=str))
 

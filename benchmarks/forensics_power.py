@@ -155,6 +155,21 @@ def main() -> None:
             (run / args.out).write_text(json.dumps(out, indent=2, default=str))
 
 
+def attribution_summary(a, campaign) -> dict:
+    """The campaign's pooled cluster, its strongest account and the strongest decoy (by z)."""
+    def brief(x):
+        return None if x is None else {"name": x.name, "z": x.result.z, "p": x.result.p_value,
+                                       "adjusted_p": x.adjusted_p}
+
+    singles = [x for x in a.accounts if not x.name.startswith("cluster:")]
+    return {"campaign_cluster": brief(next((x for x in a.accounts
+                                            if x.name == "cluster:campaign"), None)),
+            "best_account": brief(max((x for x in singles if x.name in campaign),
+                                      key=lambda x: x.result.z, default=None)),
+            "best_decoy": brief(max((x for x in singles if x.name not in campaign),
+                                    key=lambda x: x.result.z, default=None))}
+
+
 def scrub_cost(run: Path, student: str, harvest: Path, hook, args) -> dict:
     """What the neutralisation costs the thief: its student's gap closed in bits per byte, as
     trained and as served through the hook, on 40 of the harvest's held-out (marked) answers
@@ -224,17 +239,10 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                             suspect=student, clusters=clusters, n_controls=100,
                             reference=f"{base} (untouched base)", statistic=statistic, **kw)
             a, g = v.suspect_analysis, v.suspect_analysis.global_result
-            camp = next((x for x in a.accounts if x.name == "cluster:campaign"), None)
-            best = next((x for x in a.accounts if not x.name.startswith("cluster:")), None)
             r = {"student": student, "statistic": label, "texts": c.n_rows,
                  "scored": g.n_scored, "z": g.z, "p": g.p_value, "p_lower": g.p_lower,
                  "rate": g.rate, "verdict": v.verdict, "named": a.named,
-                 "campaign_cluster": None if camp is None else {
-                     "z": camp.result.z, "p": camp.result.p_value,
-                     "adjusted_p": camp.adjusted_p},
-                 "best_account": None if best is None else {
-                     "name": best.name, "in_campaign": best.name in campaign,
-                     "z": best.result.z, "adjusted_p": best.adjusted_p},
+                 **attribution_summary(a, campaign),
                  "reference_p": (v.reference_analysis.global_result.p_value
                                  if v.reference_analysis else None),
                  "controls_ks": [s.ks_p for s in a.controls],
@@ -243,7 +251,8 @@ def read_and_test(student, model, tok, ttok, scheme, rows, accounts, clusters, c
                  "plan_shift_ci": v.plan.shift_ci}
             log.info("%s %-12s texts %4d scored %6d z %6.2f p %.2g cluster z %s verdict %s",
                      student, label, c.n_rows, g.n_scored, g.z, g.p_value,
-                     "-" if camp is None else f"{camp.result.z:.2f}", v.verdict)
+                     "-" if r["campaign_cluster"] is None else f"{r['campaign_cluster']['z']:.2f}",
+                     v.verdict)
             res.append(r)
     return res, {"read_s": read_s, "tokens_read": tokens, "tokens_per_s": tokens / read_s,
                  "base_read": read_base}, ref_parts
