@@ -15,7 +15,7 @@ from scipy.stats import kstest
 from world import ACCOUNTS, CAMPAIGN, OTHER, WM
 
 from distillery.forensics import Reader, TextRow, verdict_for
-from distillery.forensics.check import control_keys
+from distillery.forensics.check import SCRUBBING_NOTE, control_keys
 from distillery.forensics.evidence import (
     PAIRED,
     Candidates,
@@ -84,8 +84,10 @@ def test_clean_models_are_not_detected_and_another_account_is_not_named(verdicts
     for name in ("unmarked", "base"):
         if (statistic, name) not in verdicts:
             continue
-        a = verdicts[statistic, name].suspect_analysis
+        v = verdicts[statistic, name]
+        a = v.suspect_analysis
         assert a.global_result.p_value > 1e-3 and a.named == [], name
+        assert v.verdict == "detected" or SCRUBBING_NOTE in v.notes  # says what scrubbing does
     assert verdicts[statistic, "other"].verdict == "detected"
     assert verdicts[statistic, "other"].suspect_analysis.named == [OTHER]
 

@@ -55,6 +55,14 @@ log = logging.getLogger(__name__)
 MODES = ("open", "api")
 
 
+# what a careful thief does to this signal (forensics/scrub.py), as measured on real students
+SCRUBBING_NOTE = (
+    "a negative verdict does not clear a suspect whose owner scrubbed it: paraphrasing the "
+    "harvest before training took a Gemma-3-270M student from z 8.6 to 3.3 (p 6e-4, "
+    "inconclusive), and neutralising what it serves (Pan et al.) took 11-16% off its z "
+    "(BENCHMARKS.md, Forensics, session 22)")
+
+
 def control_keys(n: int) -> list[WatermarkKey]:
     """n keys that never served anyone: fixed (reproducible reports), independent of every
     ring (their secrets come from a public label, not from a master key)."""
@@ -272,6 +280,8 @@ def verdict_for(c: Candidates, scheme: WatermarkScheme, accounts: dict[str, Wate
     if ref is not None and ref.global_adjusted_p <= alpha:
         v.notes.append("the clean reference is detected too: the inputs, not the suspect, "
                        "carry the signal; do not rely on this verdict")
+    if v.verdict in ("inconclusive", "not detected"):
+        v.notes.append(SCRUBBING_NOTE)
     for s in a.controls:
         if s.ks_p < 1e-3:
             v.notes.append(f"control keys on the {s.layer} layer are not uniform "
