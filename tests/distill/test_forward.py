@@ -66,3 +66,11 @@ def test_answer_logits_hook_sees_the_two_tokens_before_each_prediction():
     torch.testing.assert_close(hooked, plain - 1.0)
     prev = torch.roll(ids, 1, dims=1)[:, :-1][keep]
     assert torch.equal(seen[0], torch.stack([prev, ids[:, :-1][keep]], dim=-1))
+
+
+def test_evaluate_refuses_a_hook_with_rouge_before_loading_anything():
+    from distillery.distill import EvalConfig, evaluate
+
+    cfg = EvalConfig(dataset="no-such.jsonl", student="no-such-student", rouge=True)
+    with pytest.raises(ValueError, match="bits per byte only"):
+        evaluate(cfg, logits_hook=lambda logits, ctx: logits)

@@ -77,6 +77,7 @@ def test_marked_student_is_detected_and_attributed(verdicts, statistic):
     assert v.suspect_analysis.global_result.z > 8
     assert v.suspect_analysis.global_result.p_value < 1e-6
     assert v.suspect_analysis.named == [CAMPAIGN]
+    assert SCRUBBING_NOTE not in v.notes  # the note is for negative verdicts only
 
 
 @pytest.mark.parametrize("statistic", ["mass", "shift", "disagree"])

@@ -206,6 +206,8 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: boo
     from distillery.distill.trainer import load_student
     from distillery.models import load
 
+    if logits_hook is not None and cfg.rouge:  # before any model is loaded
+        raise ValueError("a logits hook applies to bits per byte only: set rouge=False")
     t0 = time.perf_counter()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -239,8 +241,6 @@ def evaluate(cfg: EvalConfig, reference: EvalResult | None = None, progress: boo
         held = [held[index[h]] for h in pp["prompt_hash"]]
     n_rouge = len(held[: cfg.rouge_max_examples]) if cfg.rouge else 0
     reuse_rouge = pp is not None and len(pp.get("rouge_base", [])) >= n_rouge
-    if logits_hook is not None and cfg.rouge:
-        raise ValueError("a logits hook applies to bits per byte only: set rouge=False")
     s_bits = answer_bits(model, tok, held, cfg.max_len, cfg.batch_size, bar("bits: student"),
                          logits_hook)
     teacher = load(cfg.teacher) if cfg.teacher and not reuse_rouge else None  # else unused

@@ -24,6 +24,11 @@ def _body_and_head(model):
     return base, body, head
 
 
+def _hook_context(input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, T, 2): the tokens at t-1 and t, what a logits hook sees at position t."""
+    return torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)
+
+
 def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   labels: torch.Tensor, logits_hook=None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,8 +48,7 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         if cap:
             logits = torch.tanh(logits / cap) * cap
     if logits_hook is not None:
-        ctx = torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)[:, :-1][keep]
-        logits = logits_hook(logits, ctx)
+        logits = logits_hook(logits, _hook_context(input_ids)[:, :-1][keep])
     return logits, targets, keep
 
 
@@ -54,7 +58,7 @@ def _head_chunks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     logits of a long batch under a 262k-token vocabulary would hold gigabytes. capped=False
     skips Gemma's final soft-capping (monotone: an argmax does not need it)."""
     base, body, head = _body_and_head(model)
-    ctx = torch.stack([torch.roll(input_ids, 1, dims=1), input_ids], dim=-1)[select]  # (N, 2)
+    ctx = _hook_context(input_ids)[select]  # (N, 2)
     if body is None:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[select]
         yield logits_hook(logits, ctx) if logits_hook else logits
