@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--unseen", action="store_true",
                     help="query the built-in prompts the harvest did not use instead of the "
                          "stored ones (the student was not trained on their answers)")
+    ap.add_argument("--then-unseen", action="store_true",
+                    help="the stored prompts first, then the unseen built-in ones: a budget "
+                         "beyond what the store holds (what a provider would query next)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--keys", type=int, default=1000)
     ap.add_argument("--context-width", type=int, default=None)
@@ -91,14 +94,15 @@ def main() -> None:
         if r.messages and k not in seen:
             seen.add(k)
             prompts.append(TextRow(r.messages, ""))
-    if args.unseen:  # the built-in prompts the harvest did not use: nothing to recall
+    if args.unseen or args.then_unseen:  # built-in prompts the harvest did not use
         from distillery.harvest import cot_prompts, seed_prompts, taxonomy_prompts
 
         seeds = seed_prompts()
         pool = [TextRow(tuple(p.messages), "") for p in
                 [*seeds, *taxonomy_prompts(), *cot_prompts(seeds, one_each=True, seed=0)]]
-        prompts = shuffled([p for p in pool if json.dumps(p.messages, sort_keys=True)
-                            not in seen], args.seed)
+        unseen = shuffled([p for p in pool if json.dumps(p.messages, sort_keys=True)
+                           not in seen], args.seed)
+        prompts = unseen if args.unseen else prompts + unseen
     if len(prompts) < args.queries:
         raise SystemExit(f"only {len(prompts)} distinct stored prompts for --queries "
                          f"{args.queries}")
@@ -116,7 +120,9 @@ def main() -> None:
     ttok = judge_model.tokenizer
     judge = Reader(judge_model.model, ttok, ttok, scheme, exclude_text=False)
     out = {"run": str(run), "student": args.student, "n_keys": len(accounts),
-           "prompts": "unseen built-in" if args.unseen else "stored (the harvest's)",
+           "prompts": "unseen built-in" if args.unseen else (
+               "stored (the harvest's)" + (f", then unseen built-in after {len(seen)}"
+                                           if args.then_unseen else "")),
            "campaign": campaign, "max_tokens": args.max_tokens, "scheme_params": params,
            "suspect_generation_s": gen_s, "results": []}
     for label, answers in ((args.student, suspect), (f"{TEACHER} (clean control)", control)):

@@ -74,3 +74,23 @@ def test_evaluate_refuses_a_hook_with_rouge_before_loading_anything():
     cfg = EvalConfig(dataset="no-such.jsonl", student="no-such-student", rouge=True)
     with pytest.raises(ValueError, match="bits per byte only"):
         evaluate(cfg, logits_hook=lambda logits, ctx: logits)
+
+
+def test_chunked_reads_equal_one_pass_and_an_empty_selection_is_empty():
+    from distillery.distill.forward import next_token_argmax, next_token_topk
+
+    model = tiny("gemma3-softcap")
+    ids, attn, labels = batch()
+    select = attn.bool()
+    with torch.no_grad():
+        p1, i1 = next_token_topk(model, ids, attn, select, k=3, chunk=2)
+        p2, i2 = next_token_topk(model, ids, attn, select, k=3, chunk=None)
+        top1 = next_token_argmax(model, ids, attn, select, chunk=5)
+        torch.testing.assert_close(p1, p2)
+        assert torch.equal(i1, i2) and torch.equal(top1, i2[:, 0]) and len(top1) == select.sum()
+        none = torch.zeros_like(select)
+        p, i = next_token_topk(model, ids, attn, none, k=3)
+        assert p.shape == i.shape == (0, 3)
+        assert next_token_argmax(model, ids, attn, none).shape == (0,)
+        logits, targets, keep = answer_logits(model, ids, attn, torch.full_like(ids, IGNORE))
+    assert logits.shape == (0, 97) and len(targets) == 0 and not keep.any()

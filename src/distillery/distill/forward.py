@@ -37,26 +37,18 @@ def answer_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     context (N, 2): the tokens at t-1 and t) rewrites them as a served model would (a
     neutraliser, forensics/scrub.py)."""
     keep = labels[:, 1:] != IGNORE
-    targets = labels[:, 1:][keep]
-    base, body, head = _body_and_head(model)
-    if body is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][keep]
-    else:
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = head(hidden[:, :-1][keep])
-        cap = getattr(base.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-    if logits_hook is not None:
-        logits = logits_hook(logits, _hook_context(input_ids)[:, :-1][keep])
-    return logits, targets, keep
+    select = torch.nn.functional.pad(keep, (0, 1), value=False)  # position t predicts t+1
+    (logits,) = _head_chunks(model, input_ids, attention_mask, select, logits_hook, chunk=None)
+    return logits, labels[:, 1:][keep], keep
 
 
 def _head_chunks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 select: torch.Tensor, logits_hook=None, chunk: int = 1024, capped: bool = True):
+                 select: torch.Tensor, logits_hook=None, chunk: int | None = 1024,
+                 capped: bool = True):
     """The logits (n, V) at the selected positions (row-major), a chunk at a time: (N, V)
-    logits of a long batch under a 262k-token vocabulary would hold gigabytes. capped=False
-    skips Gemma's final soft-capping (monotone: an argmax does not need it)."""
+    logits of a long batch under a 262k-token vocabulary would hold gigabytes (chunk=None:
+    all in one, for a loss that needs them together). capped=False skips Gemma's final
+    soft-capping (monotone: an argmax does not need it)."""
     base, body, head = _body_and_head(model)
     ctx = _hook_context(input_ids)[select]  # (N, 2)
     if body is None:
@@ -65,12 +57,14 @@ def _head_chunks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         return
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[select]
     cap = getattr(base.config, "final_logit_softcapping", None) if capped else None
-    for lo in range(0, len(hidden), chunk):
-        logits = head(hidden[lo: lo + chunk])
+    n = len(hidden)
+    step = chunk or max(n, 1)
+    for lo in range(0, max(n, 1), step):  # at least once: no selected position yields (0, V)
+        logits = head(hidden[lo: lo + step])
         if cap:
             logits = torch.tanh(logits / cap) * cap
         if logits_hook is not None:
-            logits = logits_hook(logits, ctx[lo: lo + chunk])
+            logits = logits_hook(logits, ctx[lo: lo + step])
         yield logits
 
 
@@ -81,7 +75,7 @@ def next_token_argmax(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     transform the logits first."""
     out = [lg.argmax(-1) for lg in _head_chunks(model, input_ids, attention_mask, select,
                                                  logits_hook, chunk, capped=False)]
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=input_ids.device)
+    return torch.cat(out)
 
 
 def next_token_topk(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -94,7 +88,4 @@ def next_token_topk(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
         p, i = lg.float().softmax(-1).topk(k, dim=-1)
         probs.append(p)
         ids.append(i)
-    if not probs:
-        dev = input_ids.device
-        return torch.zeros((0, k), device=dev), torch.zeros((0, k), dtype=torch.long, device=dev)
     return torch.cat(probs), torch.cat(ids)
