@@ -104,8 +104,9 @@ def main() -> None:
                            not in seen], args.seed)
         prompts = unseen if args.unseen else prompts + unseen
     if len(prompts) < args.queries:
-        raise SystemExit(f"only {len(prompts)} distinct stored prompts for --queries "
-                         f"{args.queries}")
+        raise SystemExit(f"only {len(prompts)} distinct prompts for --queries {args.queries}"
+                         + ("" if args.unseen or args.then_unseen else " (--then-unseen adds "
+                            "the built-in ones the harvest did not use)"))
     prompts = prompts[: args.queries]
     name = args.student.strip("/").replace("/", "_") + ("-unseen" if args.unseen else "")
     t0 = time.perf_counter()
